@@ -1,0 +1,473 @@
+"""The warm sandbox server: a lean interpreter that forks one locked-down child per job.
+
+Started by ``Sandbox`` as ``python -m sandbox.server CONFIG_JSON`` with a minimal
+environment. Single-threaded: a select loop over its stdin (job requests), a SIGCHLD
+wake-up pipe and the children's result/output pipes. It never runs candidate code
+itself and never decodes what a child sends back (it only checks the framing).
+
+Protocol frames (both directions): 4-byte magic | u64 body_len | body, where
+body = u32 hdr_len | hdr json | blob. Requests use b"SBXQ" (blob = codec payload),
+answers b"SBXA" (blob = the child's codec result, forwarded as is).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import importlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+from typing import Any
+
+REQ_MAGIC, ANS_MAGIC = b"SBXQ", b"SBXA"
+MAX_RESULT_BYTES = 256 << 20
+
+
+def pack(magic: bytes, hdr: dict, blob: bytes = b"") -> bytes:
+    h = json.dumps(hdr).encode()
+    body_len = 4 + len(h) + len(blob)
+    return magic + struct.pack("<QI", body_len, len(h)) + h + blob
+
+
+def _nonblock(fd: int) -> None:
+    fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[n:]
+
+
+def parse_child_frame(buf: bytes) -> tuple[str, str, bytes] | None:
+    """(status, error, blob) when buf is exactly one well-formed frame, else None."""
+    from .child import RESULT_MAGIC
+
+    if len(buf) < 12 or buf[:4] != RESULT_MAGIC:
+        return None
+    (body_len,) = struct.unpack("<Q", buf[4:12])
+    if len(buf) != 12 + body_len or body_len < 4:
+        return None
+    (hlen,) = struct.unpack("<I", buf[12:16])
+    if 16 + hlen > len(buf):
+        return None
+    try:
+        hdr = json.loads(buf[16 : 16 + hlen])
+        status, error = str(hdr["status"]), str(hdr["error"])
+    except Exception:
+        return None
+    if status not in ("ok", "error", "forbidden", "memory", "crashed", "timeout"):
+        return None
+    return status, error, bytes(buf[16 + hlen :])
+
+
+class Running:
+    def __init__(self, jid, pid, tmpdir, result_r, out_r, deadline, cpu_limit):
+        self.jid, self.pid, self.tmpdir = jid, pid, tmpdir
+        self.result_r, self.out_r = result_r, out_r
+        self.start = time.monotonic()
+        self.deadline = deadline
+        self.cpu_limit = cpu_limit
+        self.result = bytearray()
+        self.out_bytes = 0
+        self.killed: str = ""
+        self.exited = False
+        self.wstatus = 0
+        self.rusage = None
+
+
+class Server:
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.limits = cfg["limits"]
+        self.workers = max(1, int(cfg["workers"]))
+        self.base = cfg["base_dir"]
+        self.seed = int(cfg.get("seed", 0))
+        self.out_fd = os.dup(1)
+        os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
+        self.in_fd = 0
+        _nonblock(self.in_fd)
+        self.inbuf = bytearray()
+        self.queue: list[tuple[dict, bytes]] = []
+        self.running: dict[int, Running] = {}
+        self.wake_r, self.wake_w = os.pipe()
+        _nonblock(self.wake_r)
+        _nonblock(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *a: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.layers: dict[str, Any] = {}
+        self.layer_info: dict[str, str] = {}
+        self.read_roots: list[str] = []
+        self.harness_cache: dict[str, Any] = {}
+        self.eof = False
+
+    # ----------------------------------------------------------------- start-up
+    def setup(self) -> None:
+        from . import protect
+
+        try:
+            ns = protect.unshare_namespaces()
+            self.layer_info["namespaces"] = "on: private " + ", ".join(ns) + " namespaces (no network interfaces but a down loopback)"
+        except protect.LayerUnavailable as e:
+            self.layer_info["namespaces"] = f"off: {e}"
+        import numpy  # noqa: F401  (warm import for every child)
+
+        from . import child, codec  # noqa: F401
+
+        preload_errors = []
+        for name in self.cfg.get("preload", []):
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001
+                preload_errors.append(f"{name}: {type(e).__name__}: {e}")
+        self.preload_errors = preload_errors
+        # RLIMIT_AS is the whole address space; a forked child starts with the server's
+        # (numpy and BLAS mappings), so never set it below that plus a small margin.
+        vm = 0
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmSize:"):
+                        vm = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        want = int(self.limits["memory_mb"]) << 20
+        self.limits["memory_bytes"] = max(want, vm + (128 << 20))
+        self.read_roots = self._read_roots(self.cfg.get("preload", []))
+        self._probe_layers()
+
+    def _read_roots(self, modules) -> list[str]:
+        roots = set()
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+            roots.add(os.path.realpath(p))
+        for p in sys.path:
+            if p and os.path.exists(p) and ("site-packages" in p or "dist-packages" in p
+                                            or p.endswith(".zip")):
+                roots.add(os.path.realpath(p))
+        for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib",
+                  "/usr/share/zoneinfo", "/dev/urandom", "/dev/zero"):
+            if os.path.exists(p):
+                roots.add(p)
+        for m in list(modules) + ["sandbox", "numpy"]:
+            roots.update(self._module_dirs(m))
+        return sorted(roots)
+
+    @staticmethod
+    def _module_dirs(name: str) -> list[str]:
+        mod = sys.modules.get(name.split(".")[0])
+        f = getattr(mod, "__file__", None)
+        if not f:
+            return []
+        d = os.path.dirname(os.path.realpath(f))
+        return [d] if os.path.basename(f) == "__init__.py" else [os.path.realpath(f)]
+
+    def _probe_layers(self) -> None:
+        """Fork a throw-away child that installs every layer and reports which held."""
+        from . import protect
+
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            rep = {}
+            try:
+                os.close(r)
+                try:
+                    abi = protect.landlock_restrict(self.read_roots, ["/dev/null"])
+                    rep["landlock"] = [True, f"on: Landlock ABI {abi}: read-only Python/library paths, write only the job's temp dir"
+                                       + ("; TCP bind/connect denied" if abi >= 4 else "")
+                                       + ("; signals and abstract sockets scoped to the job" if abi >= 6 else "")]
+                except Exception as e:  # noqa: BLE001
+                    rep["landlock"] = [False, f"off: {e}"]
+                if os.getuid() == 0 or os.geteuid() == 0 or "user" in self.layer_info.get("namespaces", ""):
+                    try:
+                        protect.drop_capabilities()
+                        rep["capabilities"] = [True, "on: all capabilities dropped (bounding, effective, permitted)"]
+                    except Exception as e:  # noqa: BLE001
+                        rep["capabilities"] = [False, f"off: {e}"]
+                else:
+                    rep["capabilities"] = [False, "n/a: not root, no capabilities to drop"]
+                try:
+                    n = protect.seccomp_filter(os.getpid())
+                    ok = True
+                    try:
+                        p2 = os.fork()
+                        if p2 == 0:
+                            os._exit(0)
+                        os.waitpid(p2, 0)
+                        ok = False
+                    except PermissionError:
+                        pass
+                    rep["seccomp"] = [ok, f"on: seccomp-BPF, {n} rules: no fork/exec/sockets/ptrace/mount/namespaces, no raising rlimits, no signals to other pids"
+                                      if ok else "off: filter installed but fork still worked"]
+                except Exception as e:  # noqa: BLE001
+                    rep["seccomp"] = [False, f"off: {e}"]
+                os.write(w, json.dumps(rep).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        rep = json.loads(data or b"{}")
+        for k in ("landlock", "capabilities", "seccomp"):
+            ok, text = rep.get(k, [False, "off: probe failed"])
+            self.layers[k] = bool(ok)
+            self.layer_info[k] = text
+        self.layers["audit"] = True
+        self.layer_info["audit"] = "on: Python audit hook (second layer): blocks fork/exec/subprocess/socket/ctypes/rlimit changes, file access outside allowed paths, sqlite outside the temp dir"
+        is_root = os.geteuid() == 0
+        self.layer_info["rlimits"] = ("on: RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0 (hard=soft)"
+                                      + ("" if self.layers["seccomp"] or is_root else ", RLIMIT_NPROC"))
+        if not self.layers["seccomp"] and not is_root:
+            self.limits["nproc"] = 64
+        self.layer_info["process"] = "on: own session/process group killed with SIGKILL, PDEATHSIG, no stdin, capped output, wall-clock timeout"
+        self.layer_info["environment"] = "on: minimal allow-listed environment (server started without the caller's variables), private temp dir removed afterwards"
+
+    # ----------------------------------------------------------------- main loop
+    def serve(self) -> None:
+        ready = {"type": "ready", "layers": self.layer_info, "preload_errors": self.preload_errors,
+                 "pid": os.getpid()}
+        _write_all(self.out_fd, pack(ANS_MAGIC, ready))
+        while not (self.eof and not self.running):
+            if self.eof:
+                self.queue.clear()
+                for r in self.running.values():
+                    self._kill(r, "shutdown")
+            self._start_queued()
+            rfds = [self.wake_r] + ([] if self.eof else [self.in_fd])
+            for r in self.running.values():
+                rfds += [fd for fd in (r.result_r, r.out_r) if fd >= 0]
+            now = time.monotonic()
+            timeout = None
+            if self.running:
+                timeout = max(0.0, min(r.deadline for r in self.running.values()) - now)
+                timeout = min(timeout, 0.5)
+            try:
+                readable, _, _ = select.select(rfds, [], [], timeout)
+            except InterruptedError:
+                readable = []
+            for fd in readable:
+                if fd == self.wake_r:
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif fd == self.in_fd:
+                    self._read_requests()
+                else:
+                    self._read_child_fd(fd)
+            self._check_children()
+
+    def _read_requests(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.in_fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.eof = True
+                break
+            self.inbuf += chunk
+        while len(self.inbuf) >= 12:
+            (blen,) = struct.unpack("<Q", self.inbuf[4:12])
+            if self.inbuf[:4] != REQ_MAGIC:
+                raise SystemExit("sandbox server: protocol error")
+            if len(self.inbuf) < 12 + blen:
+                break
+            body = bytes(self.inbuf[12 : 12 + blen])
+            del self.inbuf[: 12 + blen]
+            (hlen,) = struct.unpack("<I", body[:4])
+            hdr = json.loads(body[4 : 4 + hlen])
+            self.queue.append((hdr, body[4 + hlen :]))
+
+    def _answer(self, jid, status, error="", wall=0.0, blob=b"") -> None:
+        _write_all(self.out_fd, pack(ANS_MAGIC, {"id": jid, "status": status, "error": error,
+                                                  "wall_s": wall}, blob))
+
+    def _start_queued(self) -> None:
+        while self.queue and len(self.running) < self.workers and not self.eof:
+            hdr, blob = self.queue.pop(0)
+            try:
+                self._fork_job(hdr, blob)
+            except Exception as e:  # noqa: BLE001
+                self._answer(hdr["id"], "error", f"sandbox could not start the job: {type(e).__name__}: {e}"[:400])
+
+    def _fork_job(self, hdr: dict, blob: bytes) -> None:
+        from . import child, codec
+
+        jid = hdr["id"]
+        name = hdr["harness"]
+        try:
+            harness = self.harness_cache.get(name) or importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001
+            self._answer(jid, "error", f"cannot import harness {name}: {type(e).__name__}: {e}"[:400])
+            return
+        if name not in self.harness_cache:
+            self.harness_cache[name] = harness
+            for d in self._module_dirs(name):
+                if d not in self.read_roots:
+                    self.read_roots.append(d)
+        if not callable(getattr(harness, hdr["call"], None)):
+            self._answer(jid, "error", f"harness {name} has no function {hdr['call']!r}")
+            return
+        payload = codec.decode(blob)
+        tmpdir = os.path.join(self.base, f"job-{jid}")
+        os.mkdir(tmpdir, 0o700)
+        res_r, res_w = os.pipe()
+        out_r, out_w = os.pipe()
+        lim = self.limits
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            child.run_job(code=hdr["code"], entry=hdr["entry"], harness=harness, call=hdr["call"],
+                          payload=payload, tmpdir=tmpdir, result_fd=res_w, out_fd=out_w,
+                          limits=lim, read_roots=tuple(self.read_roots), seed=self.seed,
+                          layers=self.layers)
+            os._exit(71)  # not reached
+        os.close(res_w)
+        os.close(out_w)
+        _nonblock(res_r)
+        _nonblock(out_r)
+        r = Running(jid, pid, tmpdir, res_r, out_r, start + float(lim["wall_time_s"]),
+                    float(lim["cpu_time_s"]))
+        r.start = start
+        self.running[pid] = r
+
+    def _read_child_fd(self, fd: int) -> None:
+        for r in self.running.values():
+            if fd in (r.result_r, r.out_r):
+                self._drain(r, fd)
+                return
+
+    def _drain(self, r: Running, fd: int) -> bool:
+        """Read what is there; True at EOF (fd closed)."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                os.close(fd)
+                if fd == r.result_r:
+                    r.result_r = -1
+                else:
+                    r.out_r = -1
+                return True
+            if fd == r.result_r:
+                r.result += chunk
+                if len(r.result) > MAX_RESULT_BYTES and not r.killed:
+                    self._kill(r, "result")
+            else:
+                r.out_bytes += len(chunk)
+                if r.out_bytes > int(self.limits["output_bytes"]) and not r.killed:
+                    self._kill(r, "output")
+
+    def _kill(self, r: Running, why: str) -> None:
+        if not r.killed:
+            r.killed = why
+        for target in (lambda: os.killpg(r.pid, signal.SIGKILL), lambda: os.kill(r.pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+
+    def _check_children(self) -> None:
+        now = time.monotonic()
+        for r in list(self.running.values()):
+            if not r.exited and now >= r.deadline and not r.killed:
+                self._kill(r, "timeout")
+            if not r.exited:
+                try:
+                    info = os.waitid(os.P_PID, r.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    info = None
+                if info is None:
+                    continue
+                # the child is a zombie: its pid (= process group id) cannot be reused yet
+                try:
+                    os.killpg(r.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                _, r.wstatus, r.rusage = os.wait4(r.pid, 0)
+                r.exited = True
+            for fd in (r.result_r, r.out_r):
+                if fd >= 0:
+                    self._drain(r, fd)
+            for fd in (r.result_r, r.out_r):  # a writer that escaped the group: give up on it
+                if fd >= 0:
+                    os.close(fd)
+            r.result_r = r.out_r = -1
+            self._finish(r)
+
+    def _finish(self, r: Running) -> None:
+        del self.running[r.pid]
+        wall = time.monotonic() - r.start
+        shutil.rmtree(r.tmpdir, ignore_errors=True)
+        status, error, blob = self._classify(r)
+        self._answer(r.jid, status, error, round(wall, 6), blob)
+
+    def _classify(self, r: Running) -> tuple[str, str, bytes]:
+        lim = self.limits
+        cpu = (r.rusage.ru_utime + r.rusage.ru_stime) if r.rusage else 0.0
+        if r.killed == "timeout":
+            return "timeout", f"wall-clock limit of {lim['wall_time_s']} s exceeded", b""
+        if r.killed == "output":
+            return "forbidden", f"output limit of {lim['output_bytes']} bytes (stdout+stderr) exceeded", b""
+        if r.killed == "result":
+            return "error", f"result larger than {MAX_RESULT_BYTES} bytes", b""
+        if r.killed == "shutdown":
+            return "crashed", "sandbox closed while the job ran", b""
+        sig = os.WTERMSIG(r.wstatus) if os.WIFSIGNALED(r.wstatus) else 0
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= int(-(-r.cpu_limit // 1))):
+            return "timeout", f"CPU-time limit of {lim['cpu_time_s']} s exceeded", b""
+        parsed = parse_child_frame(bytes(r.result))
+        if parsed is not None and not sig:
+            return parsed
+        if r.result and parsed is None:
+            return "forbidden", "result channel tampered with (malformed or extra bytes)", b""
+        if sig == signal.SIGSYS:
+            return "forbidden", "killed by seccomp (SIGSYS)", b""
+        if sig:
+            name = signal.Signals(sig).name
+            extra = " (possibly out of memory)" if sig == signal.SIGKILL else ""
+            return "crashed", f"killed by signal {name}{extra}", b""
+        return "crashed", f"exited with code {os.WEXITSTATUS(r.wstatus)} without a result", b""
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    sys.path[:] = cfg["sys_path"]
+    srv = Server(cfg)
+    srv.setup()
+    try:
+        srv.serve()
+    finally:
+        for r in list(srv.running.values()):
+            srv._kill(r, "shutdown")
+            try:
+                os.waitpid(r.pid, 0)
+            except OSError:
+                pass
+            shutil.rmtree(r.tmpdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
