@@ -1,0 +1,86 @@
+"""The MAP-Elites archive: a pyribs GridArchive of candidate ids.
+
+The archive knows nothing of where candidates come from. It stores, per cell, the id of
+the best candidate so far; scores are "lower is better" in evo and negated for pyribs,
+which maximises. Cell ranges are fixed by config and never rescaled during a run.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+from ribs.archives import GridArchive
+
+
+@dataclass(frozen=True)
+class MeasureAxis:
+    name: str
+    bins: int
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Elite:
+    cid: int
+    score: float
+    measures: tuple[float, ...]
+    cell: int
+
+
+class Archive:
+    def __init__(self, axes: tuple[MeasureAxis, ...], qd_reference: float):
+        self.axes = axes
+        # An elite adds (qd_reference - score) to the QD score: the reference is the score
+        # at which a heuristic is worth nothing, fixed per problem so QD scores compare.
+        self._grid = GridArchive(
+            solution_dim=1,
+            dims=[a.bins for a in axes],
+            ranges=[(a.low, a.high) for a in axes],
+            qd_score_offset=-qd_reference,
+            extra_fields={"cid": ((), np.int64)},
+        )
+        self._cells = int(np.prod([a.bins for a in axes]))
+
+    def add(self, cid: int, score: float, measures: tuple[float, ...]) -> tuple[int, int]:
+        """Offer one candidate. Returns (status, cell): 0 not added, 1 improved, 2 new cell."""
+        clipped = [min(max(m, a.low), a.high) for m, a in zip(measures, self.axes)]
+        result = self._grid.add(
+            np.array([[cid]], dtype=float),
+            np.array([-score]),
+            np.array([clipped]),
+            cid=np.array([cid], dtype=np.int64),
+        )
+        cell = int(self._grid.index_of(np.array([clipped]))[0])
+        return int(result["status"][0]), cell
+
+    def elites(self) -> list[Elite]:
+        data = self._grid.data()
+        rows = zip(data["cid"], data["objective"], data["measures"], data["index"])
+        return sorted(
+            (Elite(int(c), float(-o), tuple(float(x) for x in m), int(i)) for c, o, m, i in rows),
+            key=lambda e: (e.score, e.cid),
+        )
+
+    def best(self) -> Elite | None:
+        elites = self.elites()
+        return elites[0] if elites else None
+
+    @property
+    def coverage(self) -> float:
+        return len(self._grid) / self._cells
+
+    @property
+    def qd_score(self) -> float:
+        return float(self._grid.stats.qd_score) if len(self._grid) else 0.0
+
+    def cell_coordinates(self, cell: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(cell, [a.bins for a in self.axes]))
+
+    def digest(self, code_hash: dict[int, str]) -> str:
+        """A hash over the sorted elites (cell, code hash, score): equal archives, equal digests."""
+        h = hashlib.sha256()
+        for e in sorted(self.elites(), key=lambda e: e.cell):
+            h.update(f"{e.cell}:{code_hash[e.cid]}:{e.score:.12g};".encode())
+        return h.hexdigest()[:16]

@@ -1,0 +1,185 @@
+"""The `evo` command line. Every bad input ends as one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from evo.errors import UserError
+
+USAGE = """usage: evo COMMAND ...
+
+  run [overrides]                   start a run (a Hydra app; --multirun sweeps)
+  resume RUN_DIR [overrides]        continue a run where it stopped (budget.* and sandbox.* may change)
+  evaluate FILE [problem=NAME] [--json]
+                                    evaluate a heuristic file on the train and test sets
+"""
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else EXIT_USAGE
+    command, rest = args[0], args[1:]
+    handler = COMMANDS.get(command)
+    try:
+        if handler is None:
+            raise UserError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+        return handler(rest)
+    except UserError as exc:
+        sys.stderr.write(f"evo: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("evo: interrupted\n")
+        return 130
+
+
+# ---- run ---------------------------------------------------------------------------------
+def _run(overrides: list[str]) -> int:
+    register_resolvers()
+    multirun = any(a in ("-m", "--multirun") for a in overrides)
+    if not multirun and not any(a.startswith("-") for a in overrides):
+        # Check the whole config before Hydra makes a run folder, so bad input leaves none.
+        from evo.settings import read_settings
+
+        read_settings(compose_config(overrides))
+    return _hydra_app(overrides)
+
+
+def _hydra_app(overrides: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from evo.app import execute
+
+    exit_codes: list[int] = []
+
+    @hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+    def task(cfg) -> None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            exit_codes.append(execute(cfg, run_dir, fresh=True))
+        except UserError as exc:
+            _remove_unstarted(run_dir)
+            sys.stderr.write(f"evo: error: {exc}\n")
+            exit_codes.append(EXIT_USAGE)
+
+    saved = sys.argv
+    sys.argv = ["evo run", *overrides]
+    try:
+        task()
+    finally:
+        sys.argv = saved
+    return max(exit_codes, default=0)
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """A run that failed before its store existed leaves nothing behind."""
+    if (run_dir / "run.sqlite").exists():
+        return
+    for path in sorted(run_dir.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    run_dir.rmdir()
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("evo_unique"):
+        # Two runs started in the same second must not share a folder.
+        token = f"{os.getpid():x}{secrets.token_hex(2)}"
+        OmegaConf.register_new_resolver("evo_unique", lambda: token)
+
+
+def compose_config(overrides: list[str]):
+    """The composed config for these overrides, with Hydra's errors as one line."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_resolvers()
+    try:
+        with initialize_config_module(config_module="conf", version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+    except MissingConfigException as exc:
+        group = (exc.missing_cfg_file or "").split("/")[0]
+        options = ", ".join(exc.options or [])
+        if group and options:
+            value = (exc.missing_cfg_file or "").split("/", 1)[-1]
+            raise UserError(f"unknown {group} {value!r}; available: {options}") from None
+        raise UserError(str(exc).splitlines()[0]) from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(" ".join(str(exc).split("\n")[:2]).strip()) from None
+
+
+# ---- resume ------------------------------------------------------------------------------
+RESUMABLE_PREFIXES = ("budget.", "sandbox.")
+
+
+def _resume(args: list[str]) -> int:
+    parser = _parser("resume", "continue an interrupted or finished run")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("overrides", nargs="*", help="budget.* and sandbox.* overrides only")
+    ns = parser.parse_args(args)
+    from omegaconf import OmegaConf
+
+    from evo.app import execute, snapshot_config
+    from evo.settings import read_settings
+    from evo.store import Store
+
+    Store.open_readonly(ns.run_dir).close()  # a clear error for a missing or foreign folder
+    cfg = snapshot_config(ns.run_dir)
+    for override in ns.overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise UserError(f"override {override!r} must look like key=value")
+        if not key.startswith(RESUMABLE_PREFIXES):
+            raise UserError(
+                f"{key} cannot change on resume: only budgets and limits ({', '.join(RESUMABLE_PREFIXES)}*) may;"
+                " start a new run to change anything else"
+            )
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+            raise UserError(f"unknown config key {key!r}")
+        OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else None)
+    read_settings(cfg)
+    if ns.overrides:
+        OmegaConf.save(cfg, ns.run_dir / ".hydra" / "config.yaml")
+    return execute(cfg, ns.run_dir, fresh=False)
+
+
+# ---- evaluate ----------------------------------------------------------------------------
+def _evaluate(args: list[str]) -> int:
+    parser = _parser("evaluate", "evaluate a heuristic file on the problem's train and test sets")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. problem=tsp")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (see README)")
+    ns = parser.parse_args(args)
+    from evo.evaluate_file import evaluate_file
+
+    return evaluate_file(ns.file, compose_config(ns.overrides), as_json=ns.json)
+
+
+def _parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"evo {command}", description=description)
+
+    def error(message: str) -> None:
+        raise UserError(f"evo {command}: {message}")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "run": _run,
+    "resume": _resume,
+    "evaluate": _evaluate,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The engine loop: ask the backend for candidates, evaluate them, tell the archive.
+
+Candidates are made in batches. Every candidate of a batch is planned (operator, parents,
+prompt) from the state left by the previous batch, with a random generator seeded by the
+run's seed and the candidate's id; its answer and evaluation then run concurrently; and
+results are committed strictly in id order. So one seed and one batch size give one run,
+whatever the timing, and a run resumed in the middle of a batch plans that batch again
+from the same state and makes the same requests (answered from the LLM cache).
+"""
+from __future__ import annotations
+
+import ast
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from evo.evaluation import Evaluation, Evaluator
+from evo.hashing import syntactic_hash
+from evo.llm.base import Backend, Request, Response
+from evo.measures import MEASURES
+from evo.operators import OPERATORS, Operator, Parent, render
+from evo.parse import ParseError, parse_answer
+from evo.progress import Progress
+from evo.search_state import SearchState
+from evo.settings import Settings
+from evo.store import CandidateRecord, Store
+from problems.base import Dataset, Problem
+
+SEED_OPERATOR = "seed"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided about a candidate before its request is sent."""
+
+    cid: int
+    batch: int
+    operator: str
+    parents: tuple[int, ...]
+    request: Request
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A candidate between its answer and its commit."""
+
+    plan: Plan
+    response: Response | None
+    thought: str
+    code: str
+    syntax: str | None
+    parse_error: str
+
+
+class Engine:
+    def __init__(self, settings: Settings, problem: Problem, store: Store, evaluator: Evaluator,
+                 backend: Backend, progress: Progress):
+        self.settings = settings
+        self.problem = problem
+        self.store = store
+        self.evaluator = evaluator
+        self.backend = backend
+        self.progress = progress
+        self.train: Dataset = problem.train_set()
+        self.stop_requested = threading.Event()
+        self._started = time.monotonic()
+        self._elapsed_before = float(store.get_state("elapsed_s") or 0.0)
+
+    # ---- the loop -------------------------------------------------------------------
+    def run(self) -> str:
+        """Run until a budget is reached or a stop is requested; return why it stopped."""
+        if self.store.count() == 0:
+            self._commit(self._evaluate_seed(), self._rebuild(below=0))
+        batch_size = self.settings.batch_size
+        state: SearchState | None = None
+        with ThreadPoolExecutor(self.settings.llm_concurrency, "llm") as llm_pool, \
+                ThreadPoolExecutor(self.settings.workers, "eval") as eval_pool:
+            while True:
+                reason = self.exhausted()
+                if reason:
+                    return reason
+                done = self.store.count()
+                batch = (done - 1) // batch_size
+                start = 1 + batch * batch_size
+                end = min(start + batch_size, self.settings.budget.evaluations)
+                if state is None:  # on (re)start: the state as the previous batch left it
+                    state = self._rebuild(below=start)
+                plans = self._plan(state, range(start, end), batch)
+                stopped = self._run_batch(state, plans, llm_pool, eval_pool)
+                if stopped:
+                    return stopped
+
+    def exhausted(self) -> str:
+        budget = self.settings.budget
+        if self.stop_requested.is_set():
+            return "interrupted"
+        if self.store.count() >= budget.evaluations:
+            return f"budget.evaluations reached ({budget.evaluations})"
+        totals = self.store.totals()
+        if budget.llm_calls is not None and totals["n"] >= budget.llm_calls:
+            return f"budget.llm_calls reached ({budget.llm_calls})"
+        if budget.cost_usd is not None and totals["cost_usd"] >= budget.cost_usd:
+            return f"budget.cost_usd reached (${totals['cost_usd']:.4f} of ${budget.cost_usd})"
+        if budget.wall_time_s is not None and self.elapsed() >= budget.wall_time_s:
+            return f"budget.wall_time_s reached ({budget.wall_time_s:g} s)"
+        return ""
+
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    # ---- planning -------------------------------------------------------------------
+    def _plan(self, state: SearchState, ids: range, batch: int) -> list[Plan]:
+        pending: Counter = Counter()
+        plans = []
+        for cid in ids:
+            rng = np.random.default_rng([self.settings.seed, cid])
+            operator = self._choose_operator(state, rng, pending)
+            pending[operator.name] += 1
+            parents = self._choose_parents(state, operator, rng)
+            plans.append(Plan(cid, batch, operator.name, tuple(p.cid for p in parents),
+                              self._request(operator, parents, cid)))
+        return plans
+
+    def _choose_operator(self, state: SearchState, rng: np.random.Generator, pending: Counter) -> Operator:
+        name = state.bandit.choose(rng, pending)
+        operator = OPERATORS[name]
+        if operator.source == "failed" and not state.failed:
+            # Nothing to repair yet: the pull goes to the mutation that needs one elite.
+            return OPERATORS["m1"]
+        return operator
+
+    def _choose_parents(self, state: SearchState, operator: Operator, rng: np.random.Generator) -> list[Parent]:
+        if operator.source == "failed":
+            ids = [state.failed[-1 - int(rng.integers(min(5, len(state.failed))))]]
+        else:
+            ids = state.select(operator.arity, rng, self.settings.selection, self.settings.tournament_size)
+        return [self._parent(state.records[i]) for i in ids]
+
+    @staticmethod
+    def _parent(record: CandidateRecord) -> Parent:
+        return Parent(record.id, record.thought, record.code, record.score, record.error)
+
+    def _request(self, operator: Operator, parents: list[Parent], cid: int) -> Request:
+        messages = render(operator, self.problem.description, self.problem.signature,
+                          self.problem.score_name, parents)
+        # An operator without parents still gives the offline model a skeleton to fill.
+        codes = tuple(p.code for p in parents) or (self.problem.seed_code,)
+        return Request(messages=messages, operator=operator.name, parents=codes, sample=cid)
+
+    # ---- one batch ------------------------------------------------------------------
+    def _run_batch(self, state: SearchState, plans: list[Plan], llm_pool: ThreadPoolExecutor,
+                   eval_pool: ThreadPoolExecutor) -> str:
+        committed = {plan.cid: self.store.candidate(plan.cid) for plan in plans}
+        drafts = {plan.cid: llm_pool.submit(self._draft, plan) for plan in plans if committed[plan.cid] is None}
+        # In id order, decide which drafts are new and start their evaluations; the
+        # decision sees the batch's earlier candidates, so it never depends on timing.
+        seen_in_batch = {r.syntactic_hash for r in committed.values() if r and r.syntactic_hash}
+        ready: dict[int, Draft] = {}
+        evaluations: dict[int, Future[Evaluation]] = {}
+        for plan in plans:
+            if plan.cid not in drafts:
+                continue
+            if self.stop_requested.is_set():
+                break
+            draft = ready[plan.cid] = drafts[plan.cid].result()
+            if draft.syntax and draft.syntax not in state.by_syntax and draft.syntax not in seen_in_batch:
+                seen_in_batch.add(draft.syntax)
+                evaluations[plan.cid] = eval_pool.submit(self.evaluator.evaluate, draft.code, self.train)
+        failures = 0
+        for plan in plans:
+            if committed[plan.cid] is not None:
+                state.tell(committed[plan.cid])
+                continue
+            if plan.cid not in ready:
+                return "interrupted"
+            record = self._finish(state, ready[plan.cid], evaluations.get(plan.cid))
+            self._commit(record, state)
+            failures = failures + 1 if record.status == "llm_failed" else 0
+            if failures >= self.settings.max_consecutive_llm_failures:
+                return f"llm: {failures} requests in a row failed; last error: {record.error}"
+        return ""
+
+    def _draft(self, plan: Plan) -> Draft:
+        response = self.backend.complete(plan.request)
+        if not response.ok:
+            return Draft(plan, response, "", "", None, response.error)
+        try:
+            parsed = parse_answer(response.text, self.problem.entry, len(self.problem.arg_names))
+        except ParseError as exc:
+            return Draft(plan, response, "", "", None, str(exc))
+        return Draft(plan, response, parsed.thought, parsed.code, syntactic_hash(parsed.code), "")
+
+    def _finish(self, state: SearchState, draft: Draft, evaluation: Future[Evaluation] | None) -> CandidateRecord:
+        """Turn a draft into its record, waiting for its evaluation if it has one."""
+        response = draft.response
+        fields = dict(
+            id=draft.plan.cid, batch=draft.plan.batch, operator=draft.plan.operator,
+            parents=draft.plan.parents, thought=draft.thought, code=draft.code,
+            syntactic_hash=draft.syntax, model=response.model if response else "",
+            prompt_tokens=response.prompt_tokens if response else 0,
+            completion_tokens=response.completion_tokens if response else 0,
+            cost_usd=response.cost_usd if response else 0.0,
+            llm_s=response.latency_s if response else 0.0,
+        )
+        if response is not None and not response.ok:
+            return self._record(state, fields, status="llm_failed", error=response.error)
+        if draft.parse_error:
+            return self._record(state, fields, status="invalid", error=f"parse: {draft.parse_error}")
+        if evaluation is None:
+            twin = state.by_syntax[draft.syntax]  # earlier in the batch too: committed just before
+            original = state.records[twin]
+            return self._record(state, fields, status="equivalent", error=original.error, score=original.score,
+                                measures=original.measures, equivalent_to=original.equivalent_to or twin,
+                                dedup="syntactic")
+        result = evaluation.result()
+        if not result.ok:
+            return self._record(state, fields, status=result.status, error=result.error, eval_s=result.seconds)
+        measures = tuple(MEASURES[name](draft.code, result.verdict) for name in self.settings.measures)
+        return self._record(state, fields, status="ok", error="", score=result.verdict.score,
+                            measures=measures, eval_s=result.seconds)
+
+    def _record(self, state: SearchState, fields: dict, **outcome) -> CandidateRecord:
+        values = dict(
+            score=None, measures=None, cell=None, archive_status=0, reward=0.0, functional_hash=None,
+            equivalent_to=None, dedup=None, probe_s=0.0, eval_s=0.0, best_score=None, coverage=0.0,
+            qd_score=0.0, created=time.time(),
+        )
+        values.update(fields)
+        values.update(outcome)
+        return CandidateRecord(**values)
+
+    # ---- the seed -------------------------------------------------------------------
+    def _evaluate_seed(self) -> CandidateRecord:
+        code = self.problem.seed_code
+        result = self.evaluator.evaluate(code, self.train)
+        if not result.ok:
+            raise RuntimeError(f"the problem's seed heuristic failed: {result.status}: {result.error}")
+        measures = tuple(MEASURES[name](code, result.verdict) for name in self.settings.measures)
+        return CandidateRecord(
+            id=0, batch=-1, operator=SEED_OPERATOR, parents=(), thought=_docstring(code, self.problem.entry),
+            code=code, status="ok", error="", score=result.verdict.score, measures=measures, cell=None,
+            archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code), functional_hash=None,
+            equivalent_to=None, dedup=None, model="", prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+            llm_s=0.0, probe_s=0.0, eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0,
+            created=time.time(),
+        )
+
+    # ---- committing -------------------------------------------------------------------
+    def _commit(self, record: CandidateRecord, state: SearchState) -> None:
+        told = state.tell(record)
+        record = CandidateRecord(**{
+            **record.__dict__, "archive_status": told.archive_status, "cell": told.cell, "reward": told.reward,
+            "best_score": told.best_score, "coverage": told.coverage, "qd_score": told.qd_score,
+        })
+        state.records[record.id] = record
+        self.store.commit_candidate(record, {"bandit": state.bandit.snapshot(), "elapsed_s": self.elapsed()})
+        self.progress.update(record, self.store.count(), self.elapsed())
+
+    def _rebuild(self, below: int) -> SearchState:
+        state = SearchState.empty(self.settings.axes, self.settings.qd_reference, self.settings.operators,
+                                  self.settings.bandit_policy)
+        for record in self.store.candidates(below=below):
+            state.tell(record)
+        return state
+
+
+def _docstring(code: str, entry: str) -> str:
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry:
+            doc = ast.get_docstring(node) or ""
+            return doc.strip().split("\n")[0]
+    return ""

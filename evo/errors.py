@@ -1,0 +1,5 @@
+"""Errors that reach the user as one readable line and a non-zero exit."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a wrong config, a missing run folder, an unknown id."""

@@ -1,0 +1,70 @@
+"""Text backends and the run's LLM cache.
+
+``make_backend`` turns the ``llm`` config node into a backend. ``CachedBackend`` puts the
+run store in front of any backend: an answer is written the moment it arrives, and a
+request that was answered before (same model, messages, parameters and sample) is served
+from the store, so a resumed run never pays for it twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+from evo.errors import UserError
+from evo.llm.base import Backend, Message, Request, Response
+
+# Keys of an llm config node that shape an answer, and so belong in the cache key.
+_ANSWER_PARAMS = ("temperature", "max_tokens", "top_p")
+
+
+def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int) -> Backend:
+    kind = llm.get("backend")
+    if kind == "offline":
+        from evo.llm.offline import OfflineBackend
+
+        return OfflineBackend(entry, vocabulary, seed)
+    if kind == "litellm":
+        from evo.llm.litellm_backend import LiteLLMBackend
+
+        return LiteLLMBackend(llm)
+    if kind == "replay":
+        from evo.llm.replay import ReplayBackend
+
+        return ReplayBackend(llm)
+    raise UserError(f"llm.backend must be one of offline, litellm, replay (got {kind!r})")
+
+
+def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int) -> str:
+    canonical = json.dumps(
+        {"model": model, "messages": [[m.role, m.content] for m in messages], "params": dict(params), "sample": sample},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class CachedBackend:
+    """A backend with the run store in front of it."""
+
+    def __init__(self, backend: Backend, store: Any, llm: Mapping[str, Any]):
+        self.backend = backend
+        self.model = backend.model
+        self.store = store
+        self.params = {k: llm[k] for k in _ANSWER_PARAMS if llm.get(k) is not None}
+
+    def complete(self, request: Request) -> Response:
+        key = cache_key(self.model, request.messages, self.params, request.sample)
+        row = self.store.cached_response(key)
+        if row is not None and not row["error"]:
+            return Response(
+                text=row["text"], model=row["model"], prompt_tokens=row["prompt_tokens"],
+                completion_tokens=row["completion_tokens"], cost_usd=row["cost_usd"],
+                latency_s=row["latency_s"], cached=True,
+            )
+        response = self.backend.complete(request)
+        request_json = json.dumps(
+            {"operator": request.operator, "messages": [[m.role, m.content] for m in request.messages]}
+        )
+        self.store.cache_response(key, request.sample, request_json, response)
+        return response

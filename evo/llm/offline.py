@@ -1,0 +1,69 @@
+"""The offline backend: a program mutation model, not an LLM.
+
+It answers a request by editing its parents' code on the AST (see ``evo.mutation``) and
+replies in the format an LLM is asked for: a one-sentence thought in braces, then a Python
+block. Its answers go through the same parser as an LLM's. Each operator has its own mix
+of edits, in the spirit of what its prompt asks an LLM for, so that operators differ in
+what they achieve and the bandit's choice matters offline too.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+
+import numpy as np
+
+from evo.llm.base import Request, Response
+from evo.mutation import Edit, EditFailed, Mutator
+
+# operator -> [(edit name, weight)]; edits named by Mutator method.
+_MIXES: dict[str, list[tuple[str, float]]] = {
+    "i1": [("fresh", 1.0)],
+    "e1": [("restructure", 0.7), ("fresh", 0.3)],
+    "e2": [("blend", 0.6), ("crossover", 0.4)],
+    "m1": [("replace_subexpression", 0.4), ("wrap", 0.2), ("swap_operator", 0.2), ("combine_with_term", 0.2)],
+    "m2": [("perturb_constant", 1.0)],
+    "m3": [("delete_term", 1.0)],
+    "crossover": [("crossover", 0.7), ("blend", 0.3)],
+    "elitist": [("combine_with_term", 0.4), ("replace_subexpression", 0.3), ("perturb_constant", 0.3)],
+    "fix": [("guard", 1.0)],
+}
+_TWO_PARENT = {"crossover", "blend"}
+
+
+class OfflineBackend:
+    model = "offline-mutation"
+
+    def __init__(self, entry: str, vocabulary: tuple[str, ...], seed: int):
+        self.entry = entry
+        self.vocabulary = tuple(vocabulary)
+        self.seed = seed
+
+    def complete(self, request: Request) -> Response:
+        started = time.perf_counter()
+        # The generator depends on the run's seed, the candidate and the operator only,
+        # so an answer never depends on which thread asks or when.
+        rng = np.random.default_rng([self.seed, request.sample, zlib.crc32(request.operator.encode())])
+        edit = self._edit(request, rng)
+        text = f"{{{edit.thought}}}\n\n```python\n{edit.code}\n```\n"
+        return Response(text=text, model=self.model, latency_s=time.perf_counter() - started)
+
+    def _edit(self, request: Request, rng: np.random.Generator) -> Edit:
+        mutator = Mutator(self.entry, self.vocabulary, rng)
+        mix = _MIXES.get(request.operator, _MIXES["m1"])
+        names = [name for name, _ in mix]
+        weights = np.array([w for _, w in mix])
+        parents = list(request.parents)
+        # A few tries, then give up honestly: the answer is the parent with a thought that
+        # says so, and the syntactic hash recognises it as a repeat at no cost.
+        for _ in range(4):
+            name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+            try:
+                if name in _TWO_PARENT:
+                    if len(parents) < 2:
+                        continue
+                    return getattr(mutator, name)(parents[0], parents[1])
+                return getattr(mutator, name)(parents[0])
+            except (EditFailed, SyntaxError, IndexError, ValueError):
+                continue
+        return Edit(parents[0], "Kept the parent unchanged: no edit applied.")

@@ -1,0 +1,282 @@
+"""The run store: one SQLite file per run, the single source of truth.
+
+Every finished candidate is committed in one transaction together with the run's
+statistics and the bandit's snapshot after it; that commit is the checkpoint. LLM answers
+are written the moment they arrive, in their own transaction, so that a kill between
+the answer and the candidate's commit never pays for the answer twice.
+
+The archive, the bandit and the hash tables are not stored separately: they are a pure
+function of the committed candidates, rebuilt by replaying them in order (see
+``evo.search_state``). That keeps one writer path and nothing to drift.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from evo.errors import UserError
+
+SCHEMA_VERSION = 1
+STORE_NAME = "run.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    parents TEXT NOT NULL,
+    thought TEXT NOT NULL,
+    code TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT NOT NULL,
+    score REAL,
+    measures TEXT,
+    cell INTEGER,
+    archive_status INTEGER NOT NULL,
+    reward REAL NOT NULL,
+    syntactic_hash TEXT,
+    functional_hash TEXT,
+    equivalent_to INTEGER,
+    dedup TEXT,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    llm_s REAL NOT NULL,
+    probe_s REAL NOT NULL,
+    eval_s REAL NOT NULL,
+    best_score REAL,
+    coverage REAL NOT NULL,
+    qd_score REAL NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS llm_cache (
+    key TEXT PRIMARY KEY,
+    sample INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    latency_s REAL NOT NULL,
+    error TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS test_scores (
+    candidate_id INTEGER NOT NULL,
+    dataset TEXT NOT NULL,
+    score REAL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (candidate_id, dataset)
+);
+"""
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One row of ``candidates``: everything the run knows about one candidate."""
+
+    id: int
+    batch: int
+    operator: str
+    parents: tuple[int, ...]
+    thought: str
+    code: str
+    status: str  # ok | equivalent | invalid | timeout | memory | crashed | forbidden | error | llm_failed
+    error: str
+    score: float | None
+    measures: tuple[float, ...] | None
+    cell: int | None
+    archive_status: int  # 0 not added, 1 improved an elite, 2 new cell
+    reward: float
+    syntactic_hash: str | None
+    functional_hash: str | None
+    equivalent_to: int | None
+    dedup: str | None  # "syntactic" | "functional" | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    llm_s: float
+    probe_s: float
+    eval_s: float
+    best_score: float | None
+    coverage: float
+    qd_score: float
+    created: float
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["parents"] = json.dumps(list(self.parents))
+        row["measures"] = None if self.measures is None else json.dumps(list(self.measures))
+        return row
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "CandidateRecord":
+        values = dict(row)
+        values["parents"] = tuple(json.loads(values["parents"]))
+        if values["measures"] is not None:
+            values["measures"] = tuple(json.loads(values["measures"]))
+        return cls(**values)
+
+
+_COLUMNS = [f.name for f in fields(CandidateRecord)]
+_INSERT = f"INSERT INTO candidates ({', '.join(_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+
+
+class Store:
+    """Access to one run's ``run.sqlite``. Open with ``Store.create``, ``Store.open``
+    (the single writer) or ``Store.open_readonly`` (any number of readers, also while
+    the run is going)."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, writable: bool):
+        self.path = path
+        self._db = connection
+        self._db.row_factory = sqlite3.Row
+        self.writable = writable
+        # One connection is shared by the engine's threads; the lock keeps each
+        # transaction whole (sqlite3's own serialisation is per statement).
+        self._lock = threading.RLock()
+
+    # ---- opening -------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: Path, meta: dict[str, str]) -> "Store":
+        path = Path(run_dir) / STORE_NAME
+        if path.exists():
+            raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
+        store = cls(path, _connect(path), writable=True)
+        with store._db:
+            store._db.executescript(_SCHEMA)
+            store._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("schema_version", str(SCHEMA_VERSION)), ("created", repr(time.time())), *meta.items()],
+            )
+        return store
+
+    @classmethod
+    def open(cls, run_dir: Path) -> "Store":
+        path = _existing_store(run_dir)
+        store = cls(path, _connect(path), writable=True)
+        store._check_schema()
+        return store
+
+    @classmethod
+    def open_readonly(cls, run_dir: Path) -> "Store":
+        path = _existing_store(run_dir)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+        store = cls(path, connection, writable=False)
+        store._check_schema()
+        return store
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _check_schema(self) -> None:
+        try:
+            version = self.meta().get("schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path} is not a readable evo run store ({exc})") from None
+        if version is None:
+            raise UserError(f"{self.path} is not an evo run store (no schema version)")
+        if int(version) > SCHEMA_VERSION:
+            raise UserError(
+                f"{self.path} was written by a newer evo (store schema {version}, this evo reads {SCHEMA_VERSION})"
+            )
+
+    # ---- meta and key-value state --------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_state(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
+
+    # ---- candidates ------------------------------------------------------------------
+    def commit_candidate(self, record: CandidateRecord, state: dict[str, Any]) -> None:
+        """The checkpoint: the candidate and the derived state after it, atomically."""
+        with self._lock, self._db:
+            self._db.execute(_INSERT, record.to_row())
+            self._db.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in state.items()],
+            )
+
+    def candidates(self, below: int | None = None) -> Iterator[CandidateRecord]:
+        query = "SELECT * FROM candidates"
+        args: tuple = ()
+        if below is not None:
+            query += " WHERE id < ?"
+            args = (below,)
+        for row in self._db.execute(query + " ORDER BY id", args):
+            yield CandidateRecord.from_row(row)
+
+    def candidate(self, cid: int) -> CandidateRecord | None:
+        row = self._db.execute("SELECT * FROM candidates WHERE id = ?", (cid,)).fetchone()
+        return None if row is None else CandidateRecord.from_row(row)
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+
+    def totals(self) -> dict[str, float]:
+        row = self._db.execute(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens,"
+            " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM llm_cache"
+        ).fetchone()
+        return dict(row)
+
+    # ---- LLM cache ------------------------------------------------------------------
+    def cached_response(self, key: str) -> sqlite3.Row | None:
+        return self._db.execute("SELECT * FROM llm_cache WHERE key = ?", (key,)).fetchone()
+
+    def cache_response(self, key: str, sample: int, request_json: str, response: Any) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key, sample, response.model, request_json, response.text, response.prompt_tokens,
+                    response.completion_tokens, response.cost_usd, response.latency_s, response.error, time.time(),
+                ),
+            )
+
+    # ---- test-set scores, computed on demand ------------------------------------------
+    def test_scores(self, cid: int) -> dict[str, tuple[float | None, str]]:
+        rows = self._db.execute("SELECT dataset, score, error FROM test_scores WHERE candidate_id = ?", (cid,))
+        return {r["dataset"]: (r["score"], r["error"]) for r in rows}
+
+    def save_test_score(self, cid: int, dataset: str, score: float | None, error: str) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO test_scores VALUES (?, ?, ?, ?)", (cid, dataset, score, error)
+            )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
+    # WAL lets readers (inspect, report) work while the run writes. synchronous=NORMAL
+    # in WAL mode survives any process kill; only an OS crash could drop the last commits.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def _existing_store(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"no such run folder: {run_dir}")
+    path = run_dir / STORE_NAME
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an evo run folder (no {STORE_NAME})")
+    return path
