@@ -27,7 +27,13 @@ log = logging.getLogger("evo")
 
 
 def load_problem(cfg: DictConfig) -> Problem:
-    return instantiate(cfg.problem.instance)
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(cfg.problem.instance)
+    except InstantiationException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"problem {cfg.problem.instance.get('_target_')!r} cannot be loaded: {first}") from None
 
 
 def execute(cfg: DictConfig, run_dir: Path, fresh: bool) -> int:

@@ -1,0 +1,96 @@
+"""`evo evaluate FILE`: a heuristic file on the training set and every test set, in the
+sandbox, with the problem's baselines beside it.
+
+The ``--json`` output is a stable contract (see README.md):
+``{"problem", "file", "status", "error", "train": {set: row}, "test": {set: row},
+"baselines": {name: {set: score}}, "functional_hash"}`` where a row is
+``{"instances", "reference", "score", "status", "error"}``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from evo.app import load_problem
+from evo.errors import UserError
+from evo.evaluation import Evaluator
+from evo.parse import ParseError, parse_answer
+from evo.settings import read_settings
+from problems.base import Dataset
+from sandbox import Sandbox
+
+
+def evaluate_file(path: Path, cfg: DictConfig, as_json: bool) -> int:
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    settings = read_settings(cfg)
+    problem = load_problem(cfg)
+    try:
+        code = parse_answer(path.read_text(), problem.entry, len(problem.arg_names)).code
+    except ParseError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    sets = {"train": {problem.train_set().name: problem.train_set()}, "test": problem.test_sets()}
+    report: dict[str, Any] = {"problem": problem.name, "file": str(path), "status": "ok", "error": "",
+                              "train": {}, "test": {}, "baselines": {}, "functional_hash": None}
+    with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
+        evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed)
+        for split, datasets in sets.items():
+            for name, dataset in datasets.items():
+                _progress(f"evaluating on {name}")
+                report[split][name] = _row(evaluator, code, dataset)
+        for baseline, baseline_code in problem.baselines.items():
+            report["baselines"][baseline] = {}
+            for datasets in sets.values():
+                for name, dataset in datasets.items():
+                    _progress(f"{baseline} on {name}")
+                    report["baselines"][baseline][name] = _row(evaluator, baseline_code, dataset)["score"]
+    failures = [row for split in ("train", "test") for row in report[split].values() if row["status"] != "ok"]
+    if failures:
+        report["status"], report["error"] = failures[0]["status"], failures[0]["error"]
+    _progress("")
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_table(report, problem.score_name)
+    return 0 if not failures else 1
+
+
+def _row(evaluator: Evaluator, code: str, dataset: Dataset) -> dict[str, Any]:
+    result = evaluator.evaluate(code, dataset)
+    return {
+        "instances": len(dataset.instances),
+        "reference": dataset.reference,
+        "score": result.verdict.score if result.ok else None,
+        "status": result.status,
+        "error": result.error,
+    }
+
+
+def _print_table(report: dict[str, Any], score_name: str) -> None:
+    baselines = list(report["baselines"])
+    header = f"{'set':<24} {'n':>4} {'reference':>10} {'heuristic':>10} " + " ".join(f"{b:>13}" for b in baselines)
+    lines = [f"{report['file']} on {report['problem']} ({score_name}, lower is better)", header, "-" * len(header)]
+    for split in ("train", "test"):
+        for name, row in report[split].items():
+            score = f"{row['score']:10.2f}" if row["score"] is not None else f"{row['status']:>10}"
+            reference = f"{row['reference']:10.2f}" if row["reference"] is not None else f"{'':>10}"
+            others = " ".join(_fmt(report["baselines"][b][name]) for b in baselines)
+            label = f"{name} (train)" if split == "train" else name
+            lines.append(f"{label:<24} {row['instances']:>4} {reference} {score} {others}")
+    if report["status"] != "ok":
+        lines.append(f"{report['status']}: {report['error']}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _fmt(score: float | None) -> str:
+    return f"{score:13.2f}" if score is not None else f"{'failed':>13}"
+
+
+def _progress(message: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + message)
+        sys.stderr.flush()
