@@ -240,8 +240,13 @@ def _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, 
     state = {"armed": False, "violation": ""}
     if layers.get("audit"):
         sys.addaudithook(_make_audit_hook(state, tmpdir, read_roots))
-    for mod in ("ctypes", "_ctypes", "sandbox.protect"):
-        sys.modules.pop(mod, None)
+    # sever the trusted ctypes handles; a None entry makes any re-import fail
+    protect._libc = None
+    pkg = sys.modules.get("sandbox")
+    if pkg is not None and hasattr(pkg, "protect"):
+        delattr(pkg, "protect")
+    for mod in ("ctypes", "_ctypes", "ctypes.util", "sandbox.protect", "_posixsubprocess"):
+        sys.modules[mod] = None
     del protect
 
     linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
@@ -266,7 +271,9 @@ def _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, 
         status, error = "error", short_traceback(e)
     except BaseException as e:
         state["armed"] = False
-        if isinstance(e, PermissionError) or state["violation"]:
+        blocked_import = isinstance(e, ImportError) and str(getattr(e, "name", "") or "").split(".")[0] in (
+            "ctypes", "_ctypes", "_posixsubprocess", "sandbox")
+        if isinstance(e, PermissionError) or state["violation"] or blocked_import:
             status = "forbidden"
             error = state["violation"] or short_traceback(e)
         else:
