@@ -48,7 +48,7 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool) -> int:
         # The sandbox's fork server starts before any LLM client: it is a lean process
         # of its own, never a fork of this one once litellm's threads run.
         with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
-            evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed)
+            evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
             backend = CachedBackend(make_backend(settings.llm, problem.entry, tuple(problem.vocabulary),
                                                  settings.seed), store, settings.llm)
             progress = Progress(settings.budget.evaluations, problem.score_name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evo.evaluation import Evaluation, Evaluator
+from evo.evaluation import Evaluation, Evaluator, Probe
 from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
 from evo.measures import MEASURES
@@ -54,6 +54,7 @@ class Draft:
     code: str
     syntax: str | None
     parse_error: str
+    probe: Probe | None = None
 
 
 class Engine:
@@ -155,11 +156,16 @@ class Engine:
     def _run_batch(self, state: SearchState, plans: list[Plan], llm_pool: ThreadPoolExecutor,
                    eval_pool: ThreadPoolExecutor) -> str:
         committed = {plan.cid: self.store.candidate(plan.cid) for plan in plans}
-        drafts = {plan.cid: llm_pool.submit(self._draft, plan) for plan in plans if committed[plan.cid] is None}
+        known = frozenset(state.by_syntax)
+        drafts = {plan.cid: llm_pool.submit(self._draft, plan, known)
+                  for plan in plans if committed[plan.cid] is None}
         # In id order, decide which drafts are new and start their evaluations; the
         # decision sees the batch's earlier candidates, so it never depends on timing.
-        seen_in_batch = {r.syntactic_hash for r in committed.values() if r and r.syntactic_hash}
+        seen_syntax = {r.syntactic_hash for r in committed.values() if r and r.syntactic_hash}
+        seen_function = {r.functional_hash: r.id for r in committed.values()
+                         if r and r.functional_hash and r.equivalent_to is None}
         ready: dict[int, Draft] = {}
+        twins: dict[int, int] = {}
         evaluations: dict[int, Future[Evaluation]] = {}
         for plan in plans:
             if plan.cid not in drafts:
@@ -167,9 +173,19 @@ class Engine:
             if self.stop_requested.is_set():
                 break
             draft = ready[plan.cid] = drafts[plan.cid].result()
-            if draft.syntax and draft.syntax not in state.by_syntax and draft.syntax not in seen_in_batch:
-                seen_in_batch.add(draft.syntax)
-                evaluations[plan.cid] = eval_pool.submit(self.evaluator.evaluate, draft.code, self.train)
+            if not draft.syntax or draft.syntax in state.by_syntax or draft.syntax in seen_syntax:
+                continue
+            seen_syntax.add(draft.syntax)
+            functional = draft.probe.hash if draft.probe else None
+            twin = state.by_function.get(functional, seen_function.get(functional)) if functional else None
+            if twin is None:
+                if functional:
+                    seen_function[functional] = plan.cid
+            else:
+                twins[plan.cid] = twin
+                if not self._verify_twin(plan.cid):
+                    continue
+            evaluations[plan.cid] = eval_pool.submit(self.evaluator.evaluate, draft.code, self.train)
         failures = 0
         for plan in plans:
             if committed[plan.cid] is not None:
@@ -177,14 +193,19 @@ class Engine:
                 continue
             if plan.cid not in ready:
                 return "interrupted"
-            record = self._finish(state, ready[plan.cid], evaluations.get(plan.cid))
+            record = self._finish(state, ready[plan.cid], evaluations.get(plan.cid), twins.get(plan.cid))
             self._commit(record, state)
             failures = failures + 1 if record.status == "llm_failed" else 0
             if failures >= self.settings.max_consecutive_llm_failures:
                 return f"llm: {failures} requests in a row failed; last error: {record.error}"
         return ""
 
-    def _draft(self, plan: Plan) -> Draft:
+    def _verify_twin(self, cid: int) -> bool:
+        """Whether this functional hash hit is evaluated anyway, to catch collisions."""
+        rng = np.random.default_rng([self.settings.seed, cid, 1])
+        return bool(rng.random() < self.settings.verify_rate)
+
+    def _draft(self, plan: Plan, known_syntax: frozenset[str]) -> Draft:
         response = self.backend.complete(plan.request)
         if not response.ok:
             return Draft(plan, response, "", "", None, response.error)
@@ -192,9 +213,13 @@ class Engine:
             parsed = parse_answer(response.text, self.problem.entry, len(self.problem.arg_names))
         except ParseError as exc:
             return Draft(plan, response, "", "", None, str(exc))
-        return Draft(plan, response, parsed.thought, parsed.code, syntactic_hash(parsed.code), "")
+        syntax = syntactic_hash(parsed.code)
+        # An exact repeat of a committed candidate needs no process at all.
+        probe = None if syntax in known_syntax or not self.settings.probe_states else self.evaluator.probe(parsed.code)
+        return Draft(plan, response, parsed.thought, parsed.code, syntax, "", probe)
 
-    def _finish(self, state: SearchState, draft: Draft, evaluation: Future[Evaluation] | None) -> CandidateRecord:
+    def _finish(self, state: SearchState, draft: Draft, evaluation: Future[Evaluation] | None,
+                twin: int | None) -> CandidateRecord:
         """Turn a draft into its record, waiting for its evaluation if it has one."""
         response = draft.response
         fields = dict(
@@ -205,25 +230,40 @@ class Engine:
             completion_tokens=response.completion_tokens if response else 0,
             cost_usd=response.cost_usd if response else 0.0,
             llm_s=response.latency_s if response else 0.0,
+            functional_hash=draft.probe.hash if draft.probe else None,
+            probe_s=draft.probe.seconds if draft.probe else 0.0,
         )
         if response is not None and not response.ok:
-            return self._record(state, fields, status="llm_failed", error=response.error)
+            return self._record(fields, status="llm_failed", error=response.error)
         if draft.parse_error:
-            return self._record(state, fields, status="invalid", error=f"parse: {draft.parse_error}")
+            return self._record(fields, status="invalid", error=f"parse: {draft.parse_error}")
         if evaluation is None:
-            twin = state.by_syntax[draft.syntax]  # earlier in the batch too: committed just before
-            original = state.records[twin]
-            return self._record(state, fields, status="equivalent", error=original.error, score=original.score,
-                                measures=original.measures, equivalent_to=original.equivalent_to or twin,
-                                dedup="syntactic")
+            if twin is None:
+                twin, kind = state.by_syntax[draft.syntax], "syntactic"  # earlier in the batch too
+            else:
+                kind = "functional"
+            return self._equivalent(fields, state.records[twin], kind)
         result = evaluation.result()
+        if twin is not None:
+            original = state.records[twin]
+            if result.status == original.status and _same_score(result, original):
+                return self._equivalent(fields, original, "verified", eval_s=result.seconds)
+            fields["dedup"] = "collision"  # the hash merged different behaviours: keep this result
         if not result.ok:
-            return self._record(state, fields, status=result.status, error=result.error, eval_s=result.seconds)
+            return self._record(fields, status=result.status, error=result.error, eval_s=result.seconds)
         measures = tuple(MEASURES[name](draft.code, result.verdict) for name in self.settings.measures)
-        return self._record(state, fields, status="ok", error="", score=result.verdict.score,
+        return self._record(fields, status="ok", error="", score=result.verdict.score,
                             measures=measures, eval_s=result.seconds)
 
-    def _record(self, state: SearchState, fields: dict, **outcome) -> CandidateRecord:
+    def _equivalent(self, fields: dict, original: CandidateRecord, kind: str, eval_s: float = 0.0) -> CandidateRecord:
+        """A candidate that behaves like ``original`` takes its result. It is "equivalent"
+        when the original was valid; otherwise it shares the original's failure."""
+        root = original.equivalent_to if original.equivalent_to is not None else original.id
+        status = "equivalent" if original.status in ("ok", "equivalent") else original.status
+        return self._record(fields, status=status, error=original.error, score=original.score,
+                            measures=original.measures, equivalent_to=root, dedup=kind, eval_s=eval_s)
+
+    def _record(self, fields: dict, **outcome) -> CandidateRecord:
         values = dict(
             score=None, measures=None, cell=None, archive_status=0, reward=0.0, functional_hash=None,
             equivalent_to=None, dedup=None, probe_s=0.0, eval_s=0.0, best_score=None, coverage=0.0,
@@ -240,12 +280,13 @@ class Engine:
         if not result.ok:
             raise RuntimeError(f"the problem's seed heuristic failed: {result.status}: {result.error}")
         measures = tuple(MEASURES[name](code, result.verdict) for name in self.settings.measures)
+        probe = self.evaluator.probe(code) if self.settings.probe_states else None
         return CandidateRecord(
             id=0, batch=-1, operator=SEED_OPERATOR, parents=(), thought=_docstring(code, self.problem.entry),
             code=code, status="ok", error="", score=result.verdict.score, measures=measures, cell=None,
-            archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code), functional_hash=None,
-            equivalent_to=None, dedup=None, model="", prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
-            llm_s=0.0, probe_s=0.0, eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0,
+            archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code),
+            functional_hash=probe.hash if probe else None, equivalent_to=None, dedup=None, model="",
+            prompt_tokens=0, completion_tokens=0, cost_usd=0.0, llm_s=0.0, probe_s=probe.seconds if probe else 0.0, eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0,
             created=time.time(),
         )
 
@@ -266,6 +307,12 @@ class Engine:
         for record in self.store.candidates(below=below):
             state.tell(record)
         return state
+
+
+def _same_score(result: Evaluation, original: CandidateRecord) -> bool:
+    if not result.ok:
+        return True  # the same failure status
+    return original.score is not None and abs(result.verdict.score - original.score) <= 1e-9 * max(1.0, abs(original.score))
 
 
 def _docstring(code: str, entry: str) -> str:

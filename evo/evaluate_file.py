@@ -37,7 +37,7 @@ def evaluate_file(path: Path, cfg: DictConfig, as_json: bool) -> int:
     report: dict[str, Any] = {"problem": problem.name, "file": str(path), "status": "ok", "error": "",
                               "train": {}, "test": {}, "baselines": {}, "functional_hash": None}
     with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
-        evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed)
+        evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
         for split, datasets in sets.items():
             for name, dataset in datasets.items():
                 _progress(f"evaluating on {name}")

@@ -7,6 +7,7 @@ catches code that reports decisions it would not make.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +28,39 @@ class Evaluation:
         return self.status == "ok"
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The functional hash of a candidate: a hash of its choices on the probe states."""
+
+    status: str
+    error: str
+    hash: str | None
+    seconds: float
+
+
 class Evaluator:
-    def __init__(self, problem: Problem, sandbox: Sandbox, replay_steps: int, seed: int):
+    def __init__(self, problem: Problem, sandbox: Sandbox, replay_steps: int, seed: int, probe_states: int = 0):
         self.problem = problem
         self.sandbox = sandbox
         self.replay_steps = replay_steps
         self.seed = seed
+        self.probe_size = probe_states
         self._payloads: dict[str, Any] = {}
+        self._probe_states: Any = None
+
+    def probe(self, code: str) -> Probe:
+        """Run the candidate on the problem's probe states and hash the decisions.
+
+        Decisions, not raw values: a priority scaled, shifted or passed through a
+        monotone function makes the same choices and so gets the same hash."""
+        started = time.perf_counter()
+        if self._probe_states is None:
+            self._probe_states = self.problem.probe_states(self.probe_size)
+        status, error, choices = self.decide(code, self._probe_states)
+        if status != "ok":
+            return Probe(status, error, None, time.perf_counter() - started)
+        digest = hashlib.sha256(",".join(map(str, choices)).encode()).hexdigest()[:20]
+        return Probe("ok", "", digest, time.perf_counter() - started)
 
     def evaluate(self, code: str, dataset: Dataset) -> Evaluation:
         started = time.perf_counter()

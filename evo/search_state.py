@@ -52,8 +52,8 @@ class SearchState:
         self.records[record.id] = record
         if record.syntactic_hash:
             self.by_syntax.setdefault(record.syntactic_hash, record.id)
-        if record.functional_hash and record.status in ("ok", "invalid"):
-            self.by_function.setdefault(record.functional_hash, record.equivalent_to or record.id)
+        if record.functional_hash and record.equivalent_to is None:
+            self.by_function.setdefault(record.functional_hash, record.id)
         if record.status not in ("ok", "equivalent", "llm_failed") and record.code:
             self.failed.append(record.id)
         best = self.archive.best()

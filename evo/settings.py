@@ -44,6 +44,8 @@ class Settings:
     llm: dict[str, Any]
     llm_concurrency: int
     max_consecutive_llm_failures: int
+    probe_states: int  # 0 turns the functional hash off
+    verify_rate: float
 
 
 def read_settings(cfg: DictConfig) -> Settings:
@@ -72,6 +74,8 @@ def read_settings(cfg: DictConfig) -> Settings:
         llm_concurrency=_int(cfg.llm, "concurrency", minimum=1, where="llm"),
         max_consecutive_llm_failures=_int(cfg.evaluation, "max_consecutive_llm_failures", minimum=1,
                                           where="evaluation"),
+        probe_states=_int(cfg.hashing, "probe_states", minimum=0, where="hashing"),
+        verify_rate=float(cfg.hashing.verify_rate),
     )
     _check_choices(settings)
     return settings
@@ -90,6 +94,8 @@ def _check_choices(s: Settings) -> None:
             raise UserError(f"archive.measures.{axis.name}: need bins >= 1 and range low < high")
     if s.bandit_policy not in POLICIES:
         raise UserError(f"bandit.policy must be one of {', '.join(POLICIES)} (got {s.bandit_policy!r})")
+    if not 0.0 <= s.verify_rate <= 1.0:
+        raise UserError(f"hashing.verify_rate must be within [0, 1] (got {s.verify_rate})")
     for name in ("wall_time_s", "cpu_time_s"):
         if getattr(s.limits, name) <= 0:
             raise UserError(f"sandbox.{name} must be positive")
