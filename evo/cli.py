@@ -14,8 +14,15 @@ USAGE = """usage: evo COMMAND ...
 
   run [overrides]                   start a run (a Hydra app; --multirun sweeps)
   resume RUN_DIR [overrides]        continue a run where it stopped (budget.* and sandbox.* may change)
+  inspect RUN_DIR [--json]          summary: budget used, best, coverage, QD score, cost, dedup
+  elites RUN_DIR [--json]           the archive, one row per occupied cell
+  show RUN_DIR ID [--json]          thought, code, scores, lineage and error of one candidate
+  export RUN_DIR [--id ID] [-o F]   a standalone .py of the best (or chosen) heuristic
+  report RUN_DIR [-o F]             a self-contained HTML report of the run
+  compare DIR... [--json]           a table of runs (run folders or sweep folders)
   evaluate FILE [problem=NAME] [--json]
                                     evaluate a heuristic file on the train and test sets
+  doctor [overrides]                check the configured LLM endpoint with one tiny request
 """
 
 EXIT_USAGE = 2
@@ -165,6 +172,23 @@ def _evaluate(args: list[str]) -> int:
     return evaluate_file(ns.file, compose_config(ns.overrides), as_json=ns.json)
 
 
+def _doctor(overrides: list[str]) -> int:
+    from evo.doctor import doctor
+
+    return doctor(compose_config(overrides).llm)
+
+
+def _command_module(name: str) -> Callable[[list[str]], int]:
+    """Read-only commands live in evo/commands/<name>.py, each with main(args) -> int."""
+
+    def handler(args: list[str]) -> int:
+        import importlib
+
+        return importlib.import_module(f"evo.commands.{name}").main(args)
+
+    return handler
+
+
 def _parser(command: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"evo {command}", description=description)
 
@@ -178,7 +202,14 @@ def _parser(command: str, description: str) -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run,
     "resume": _resume,
+    "inspect": _command_module("inspect"),
+    "elites": _command_module("elites"),
+    "show": _command_module("show"),
+    "export": _command_module("export"),
+    "report": _command_module("report"),
+    "compare": _command_module("compare"),
     "evaluate": _evaluate,
+    "doctor": _doctor,
 }
 
 if __name__ == "__main__":
