@@ -38,6 +38,8 @@ def evaluate_file(path: Path, cfg: DictConfig, as_json: bool) -> int:
                               "train": {}, "test": {}, "baselines": {}, "functional_hash": None}
     with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
         evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
+        if settings.probe_states:
+            report["functional_hash"] = evaluator.probe(code).hash
         for split, datasets in sets.items():
             for name, dataset in datasets.items():
                 _progress(f"evaluating on {name}")
