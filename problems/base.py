@@ -9,7 +9,7 @@ Scores are "lower is better" everywhere (excess %, gap %, tour length).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 
@@ -34,6 +34,9 @@ class Verdict:
     score: float  # lower is better
     per_instance: tuple[float, ...]
     behaviour: float  # the problem's behaviour measure, in [0, 1]
+    # Extra named numbers for tables and reports (e.g. TSP's mean tour length next to its gap
+    # score, bin packing's mean bins used). Optional; the engine needs none of them.
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

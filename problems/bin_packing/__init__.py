@@ -1,0 +1,4 @@
+"""Online bin packing (FunSearch's protocol). See problems/README.md."""
+from problems.bin_packing.problem import BinPacking, load_set, weibull_set
+
+__all__ = ["BinPacking", "load_set", "weibull_set"]
