@@ -18,6 +18,7 @@ from evo.errors import UserError
 from evo.evaluation import Evaluator
 from evo.llm import CachedBackend, make_backend
 from evo.progress import Progress
+from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
 from evo.store import Store
 from problems.base import Problem
@@ -119,6 +120,7 @@ def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator
     out.write(f"evaluations:  {len(records)} (valid {len([r for r in records if r.status in ('ok', 'equivalent')])})\n")
     if last is not None:
         out.write(f"coverage:     {100 * last.coverage:.1f}% of cells, QD score {last.qd_score:.2f}\n")
+        out.write(f"digest:       {SearchState.from_store(store, settings).digest()}\n")
     if best is None:
         return
     out.write(f"best:         #{best.id} {problem.score_name} {best.score:.4f}\n")

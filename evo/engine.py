@@ -302,11 +302,7 @@ class Engine:
         self.progress.update(record, self.store.count(), self.elapsed())
 
     def _rebuild(self, below: int) -> SearchState:
-        state = SearchState.empty(self.settings.axes, self.settings.qd_reference, self.settings.operators,
-                                  self.settings.bandit_policy)
-        for record in self.store.candidates(below=below):
-            state.tell(record)
-        return state
+        return SearchState.from_store(self.store, self.settings, below=below)
 
 
 def _same_score(result: Evaluation, original: CandidateRecord) -> bool:

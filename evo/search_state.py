@@ -7,12 +7,17 @@ go through the same ``tell``, so a resumed run continues from exactly the state 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evo.archive import Archive, MeasureAxis
 from evo.bandit import Bandit
 from evo.store import CandidateRecord
+
+if TYPE_CHECKING:
+    from evo.settings import Settings
+    from evo.store import Store
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,18 @@ class SearchState:
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
               policy: str) -> "SearchState":
         return cls(Archive(axes, qd_reference), Bandit(arms, policy))
+
+    @classmethod
+    def from_store(cls, store: "Store", settings: "Settings", below: int | None = None) -> "SearchState":
+        """The state after the committed candidates with id < ``below`` (all by default)."""
+        state = cls.empty(settings.axes, settings.qd_reference, settings.operators, settings.bandit_policy)
+        for record in store.candidates(below=below):
+            state.tell(record)
+        return state
+
+    def digest(self) -> str:
+        """The archive digest: equal archives, equal digests (see Archive.digest)."""
+        return self.archive.digest(self.code_hashes())
 
     def tell(self, record: CandidateRecord) -> Told:
         """Apply one finished candidate; ``record``'s archive fields are ignored and recomputed."""
