@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-from ribs.archives import GridArchive
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,10 @@ class Elite:
 class Archive:
     def __init__(self, axes: tuple[MeasureAxis, ...], qd_reference: float):
         self.axes = axes
+        # pyribs pulls in scikit-learn and numba (seconds of imports): only a run pays for them,
+        # not a command that merely checks its config.
+        from ribs.archives import GridArchive
+
         # An elite adds (qd_reference - score) to the QD score: the reference is the score
         # at which a heuristic is worth nothing, fixed per problem so QD scores compare.
         self._grid = GridArchive(
