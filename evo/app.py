@@ -1,9 +1,20 @@
-"""Starting and resuming a run: from a composed config to a finished engine loop."""
+"""Starting and resuming a run: from a composed config to a finished engine loop.
+
+A run can stop at any moment and be resumed without losing or changing anything (see
+``evo.store`` for why nothing but the store is needed). Stopping, by signal:
+
+* the first SIGINT (Ctrl-C) or SIGTERM stops gracefully: no new LLM request or evaluation
+  is started, the candidates in flight are finished and committed (an evaluation may take
+  up to ``sandbox.wall_time_s``), and the exact resume command is printed;
+* a second one stops at once (``os._exit``); what was committed stays, and what was in
+  flight is redone on resume, its LLM answers served from the run's cache;
+* SIGKILL, or a crash, behaves like the second signal.
+"""
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+import shlex
 import signal
 import sys
 from contextlib import contextmanager
@@ -12,6 +23,7 @@ from typing import Iterator
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from evo.engine import Engine
 from evo.errors import UserError
@@ -20,11 +32,13 @@ from evo.llm import CachedBackend, make_backend
 from evo.progress import Progress
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
-from evo.store import Store
+from evo.store import Store, writer_lock
 from problems.base import Problem
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("evo")
+
+INTERRUPTED = "interrupted"
 
 
 def load_problem(cfg: DictConfig) -> Problem:
@@ -37,61 +51,132 @@ def load_problem(cfg: DictConfig) -> Problem:
         raise UserError(f"problem {cfg.problem.instance.get('_target_')!r} cannot be loaded: {first}") from None
 
 
-def execute(cfg: DictConfig, run_dir: Path, fresh: bool) -> int:
-    """Run (or resume) the run in ``run_dir`` to the end of its budget. Returns an exit code."""
+def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
+    """Start the run ``cfg`` in ``run_dir`` (``fresh``), or continue the run there with
+    ``cfg`` as its config from now on. Returns the exit code."""
     settings = read_settings(cfg)
     problem = load_problem(cfg)
-    with _single_writer(run_dir):
-        store = (Store.create(run_dir, {"problem": cfg.problem.instance._target_, "seed": str(settings.seed)})
-                 if fresh else Store.open(run_dir))
-        _log_to(run_dir)
-        log.info("%s run in %s", "starting" if fresh else "resuming", run_dir)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(run_dir):
+        if fresh:
+            store = Store.create(run_dir, {"problem": cfg.problem.instance._target_, "seed": str(settings.seed),
+                                           "config": _config_yaml(cfg)})
+        else:
+            store = Store.open(run_dir)
+            store.set_meta("config", _config_yaml(cfg))
+        return _drive(settings, problem, store, run_dir, resumed=not fresh)
+
+
+def resume(run_dir: Path, overrides: list[str]) -> int:
+    """Continue the run in ``run_dir`` from its store and its stored config, with
+    ``overrides`` (``key=value``, or ``key=+N`` to add N to a budget) applied on top.
+    The caller has checked that only keys that may change on resume are overridden."""
+    run_dir = Path(run_dir)
+    Store.open_readonly(run_dir).close()  # a foreign folder is refused before a lock file lands in it
+    with writer_lock(run_dir):
+        store = Store.open(run_dir)
+        try:
+            cfg = _stored_config(store, run_dir)
+            for override in overrides:
+                _apply_override(cfg, override)
+            settings = read_settings(cfg)
+            problem = load_problem(cfg)
+            if overrides:
+                # The store first: it is what the next resume reads. The file is for people.
+                store.set_meta("config", _config_yaml(cfg))
+                _write_snapshot_file(run_dir, cfg)
+        except BaseException:
+            store.close()
+            raise
+        return _drive(settings, problem, store, run_dir, resumed=True)
+
+
+def snapshot_config(run_dir: Path) -> DictConfig:
+    """The config a run continues with: the one in its store (``evo resume`` overrides
+    included), or Hydra's ``.hydra/config.yaml`` for a store written before it kept one."""
+    store = Store.open_readonly(Path(run_dir))
+    try:
+        return _stored_config(store, Path(run_dir))
+    finally:
+        store.close()
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"evo resume {shlex.quote(str(run_dir))}"
+
+
+# ---- the run ---------------------------------------------------------------------------
+def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, resumed: bool) -> int:
+    """Run the engine on an open store (under the writer lock) and close the store."""
+    file_log = _log_to(run_dir)
+    reason: str | None = None
+    received: list[int] = []
+    try:
+        store.set_meta("state", "running")
+        store.set_meta("stop_reason", "")
+        log.info("%s run in %s (%d candidates committed)", "resuming" if resumed else "starting", run_dir,
+                 store.count())
         # The sandbox's fork server starts before any LLM client: it is a lean process
         # of its own, never a fork of this one once litellm's threads run.
-        with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
+        try:
+            sandbox = Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness))
+        except SandboxError as exc:
+            raise UserError(f"the sandbox cannot start: {exc}") from None
+        with sandbox:
             evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
             backend = CachedBackend(make_backend(settings.llm, problem.entry, tuple(problem.vocabulary),
                                                  settings.seed), store, settings.llm)
             progress = Progress(settings.budget.evaluations, problem.score_name)
             engine = Engine(settings, problem, store, evaluator, backend, progress)
-            with _graceful_interrupts(engine, run_dir):
+            with _graceful_interrupts(engine, run_dir, settings, received):
                 reason = engine.run()
             progress.close()
-            store.set_meta("state", "interrupted" if reason == "interrupted" else "finished")
+            store.set_meta("state", INTERRUPTED if reason == INTERRUPTED else "finished")
             store.set_meta("stop_reason", reason)
             log.info("stopped: %s", reason)
             _print_summary(settings, problem, store, evaluator, run_dir, reason)
-        store.close()
-    return 130 if reason == "interrupted" else (1 if reason.startswith("llm:") else 0)
-
-
-@contextmanager
-def _single_writer(run_dir: Path) -> Iterator[None]:
-    """Only one process writes a run; readers need no lock."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / ".lock", "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise UserError(f"{run_dir} is being written by another evo process; wait for it or stop it first") from None
-    try:
-        yield
+    except KeyboardInterrupt:  # a Ctrl-C before the graceful handler was in place, or after it
+        if reason is None:
+            _mark_stopped(store, INTERRUPTED, "interrupted while starting")
+            _say(f"\nevo: stopped; resume with: {resume_command(run_dir)}\n")
+        raise
+    except BaseException as exc:
+        if reason is None:
+            _mark_stopped(store, "failed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        store.close()
+        log.removeHandler(file_log)
+        file_log.close()
+    if reason == INTERRUPTED:
+        return 128 + (received[0] if received else signal.SIGINT)
+    return 1 if reason.startswith("llm:") else 0
+
+
+def _mark_stopped(store: Store, state: str, reason: str) -> None:
+    try:
+        store.set_meta("state", state)
+        store.set_meta("stop_reason", reason)
+    except Exception:  # noqa: BLE001 - the original error matters more than this note
+        pass
 
 
 @contextmanager
-def _graceful_interrupts(engine: Engine, run_dir: Path) -> Iterator[None]:
-    """First Ctrl-C (or SIGTERM): finish what is in flight, commit, stop. Second: stop now."""
+def _graceful_interrupts(engine: Engine, run_dir: Path, settings: Settings, received: list[int]) -> Iterator[None]:
+    """First SIGINT or SIGTERM: start nothing new, finish and commit what is in flight,
+    stop. Second: stop at once. ``received`` collects the signals."""
+    command = resume_command(run_dir)
 
     def handler(signum: int, frame: object) -> None:
-        if engine.stop_requested.is_set():
-            sys.stderr.write(f"\nstopping now; resume with: evo resume {run_dir}\n")
-            os._exit(130)
+        received.append(signum)
+        if len(received) > 1:
+            _say(f"\nevo: stopping now; the committed candidates are kept. Resume with: {command}\n")
+            os._exit(128 + signum)
         engine.stop_requested.set()
-        sys.stderr.write("\nstopping after the candidates in flight (Ctrl-C again to stop at once)\n")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        _say(f"\nevo: stopping after the candidates in flight (up to {settings.limits.wall_time_s:g} s);"
+             f" {name} again stops at once. Resume with: {command}\n")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -101,11 +186,22 @@ def _graceful_interrupts(engine: Engine, run_dir: Path) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _log_to(run_dir: Path) -> None:
+def _say(text: str) -> None:
+    """Write to stderr from a signal handler: os.write, because the handler may run while
+    the main thread is inside a buffered write to stderr (the progress line), and a
+    buffered stream entered again from a handler raises."""
+    try:
+        os.write(2, text.encode())
+    except OSError:  # stderr closed (the terminal went away): the stop goes on silently
+        pass
+
+
+def _log_to(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    return handler
 
 
 def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator: Evaluator, run_dir: Path,
@@ -121,10 +217,15 @@ def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator
     if last is not None:
         out.write(f"coverage:     {100 * last.coverage:.1f}% of cells, QD score {last.qd_score:.2f}\n")
         out.write(f"digest:       {SearchState.from_store(store, settings).digest()}\n")
+    if best is not None:
+        out.write(f"best:         #{best.id} {problem.score_name} {best.score:.4f}\n")
+        out.write(f"thought:      {best.thought}\n")
+    if reason == INTERRUPTED:
+        # A stop asked for no new work: the baselines are left for the finished run.
+        out.write(f"\nresume with: {resume_command(run_dir)}\n")
+        return
     if best is None:
         return
-    out.write(f"best:         #{best.id} {problem.score_name} {best.score:.4f}\n")
-    out.write(f"thought:      {best.thought}\n")
     train = problem.train_set()
     out.write(f"\n{problem.score_name} on the training set {train.name}:\n")
     out.write(f"  {'best (#' + str(best.id) + ')':<16} {best.score:8.4f}\n")
@@ -132,12 +233,73 @@ def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator
         result = evaluator.evaluate(code, train)
         score = f"{result.verdict.score:8.4f}" if result.ok else f"failed: {result.error}"
         out.write(f"  {name:<16} {score}\n")
-    if reason == "interrupted":
-        out.write(f"\nresume with: evo resume {run_dir}\n")
 
 
-def snapshot_config(run_dir: Path) -> DictConfig:
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no config snapshot (.hydra/config.yaml)")
-    return OmegaConf.load(path)
+# ---- the stored config -----------------------------------------------------------------
+def _config_yaml(cfg: DictConfig) -> str:
+    # Resolved, so that a resume in another environment (an ${oc.env:...} model name,
+    # say) continues with exactly the values the run started with.
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def _stored_config(store: Store, run_dir: Path) -> DictConfig:
+    text = store.config_yaml()
+    try:
+        if text is not None:
+            cfg = OmegaConf.create(text)
+        else:
+            path = run_dir / ".hydra" / "config.yaml"
+            if not path.is_file():
+                raise UserError(f"{run_dir} keeps no config (neither in its store nor in .hydra/config.yaml)")
+            cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, ValueError) as exc:  # yaml's errors are ValueErrors
+        raise UserError(f"the config stored with {run_dir} cannot be read: {str(exc).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"the config stored with {run_dir} is not a mapping")
+    return cfg
+
+
+def _apply_override(cfg: DictConfig, override: str) -> None:
+    """``key=value`` sets a value; ``key=+N`` adds N to the current number (a budget
+    extended by N); ``key=null`` lifts a limit."""
+    key, _, text = override.partition("=")
+    missing = object()
+    current = OmegaConf.select(cfg, key, default=missing)
+    if current is missing:
+        raise UserError(f"unknown config key {key!r}")
+    if isinstance(current, DictConfig):
+        raise UserError(f"{key} is a group of settings; override its keys one by one")
+    if text.startswith("+"):
+        if current is None:
+            raise UserError(f"{key} has no limit to extend; give it a value ({key}=N) instead of +N")
+        if isinstance(current, bool) or not isinstance(current, (int, float)):
+            raise UserError(f"{key}=+N adds to a number, but {key} is {current!r}; give a value instead")
+        increment = _number(key, text[1:])
+        value = current + increment
+    else:
+        # Hydra's own parser: "500" is 500, "1.5" is 1.5, "null" is None, as in `evo run`.
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.errors import HydraException
+
+        try:
+            value = OverridesParser.create().parse_overrides([override])[0].value()
+        except HydraException as exc:
+            raise UserError(f"{override!r}: {str(exc).splitlines()[0]}") from None
+    OmegaConf.update(cfg, key, value, merge=False)
+
+
+def _number(key: str, text: str) -> int | float:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    raise UserError(f"{key}=+{text}: {text!r} is not a number")
+
+
+def _write_snapshot_file(run_dir: Path, cfg: DictConfig) -> None:
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    temporary = folder / "config.yaml.tmp"
+    OmegaConf.save(cfg, temporary)
+    os.replace(temporary, folder / "config.yaml")  # whole or not at all

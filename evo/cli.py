@@ -126,38 +126,37 @@ def compose_config(overrides: list[str]):
 
 
 # ---- resume ------------------------------------------------------------------------------
+# What may change when a run continues: its budgets and the sandbox's limits, and the
+# number of evaluation workers (results are committed in id order, so it does not change
+# the run). Anything else would make the rest of the run a different experiment.
 RESUMABLE_PREFIXES = ("budget.", "sandbox.")
+RESUMABLE_KEYS = ("workers",)
 
 
 def _resume(args: list[str]) -> int:
     parser = _parser("resume", "continue an interrupted or finished run")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("overrides", nargs="*", help="budget.* and sandbox.* overrides only")
+    parser.add_argument("overrides", nargs="*",
+                        help="budget.*, sandbox.* or workers overrides, e.g. budget.evaluations=+500")
     ns = parser.parse_args(args)
-    from omegaconf import OmegaConf
-
-    from evo.app import execute, snapshot_config
-    from evo.settings import read_settings
-    from evo.store import Store
-
-    Store.open_readonly(ns.run_dir).close()  # a clear error for a missing or foreign folder
-    cfg = snapshot_config(ns.run_dir)
     for override in ns.overrides:
-        key, sep, value = override.partition("=")
-        if not sep:
+        key, sep, _ = override.partition("=")
+        if not sep or not key:
             raise UserError(f"override {override!r} must look like key=value")
-        if not key.startswith(RESUMABLE_PREFIXES):
-            raise UserError(
-                f"{key} cannot change on resume: only budgets and limits ({', '.join(RESUMABLE_PREFIXES)}*) may;"
-                " start a new run to change anything else"
-            )
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise UserError(f"unknown config key {key!r}")
-        OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else None)
-    read_settings(cfg)
-    if ns.overrides:
-        OmegaConf.save(cfg, ns.run_dir / ".hydra" / "config.yaml")
-    return execute(cfg, ns.run_dir, fresh=False)
+        if not (key.startswith(RESUMABLE_PREFIXES) or key in RESUMABLE_KEYS):
+            allowed = ", ".join([f"{p}*" for p in RESUMABLE_PREFIXES] + list(RESUMABLE_KEYS))
+            raise UserError(f"{key} cannot change on resume: only {allowed} may, as anything else would make"
+                            " the rest of the run a different experiment; start a new run with `evo run` instead")
+    from evo.store import Store, writer_active
+
+    # The cheap refusals come before the engine's imports, which take seconds.
+    Store.open_readonly(ns.run_dir).close()
+    if writer_active(ns.run_dir):
+        raise UserError(f"{ns.run_dir} is being written by another evo process; wait for it or stop it first"
+                        " (read-only commands such as `evo inspect` work meanwhile)")
+    from evo.app import resume
+
+    return resume(ns.run_dir, ns.overrides)
 
 
 # ---- evaluate ----------------------------------------------------------------------------

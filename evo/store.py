@@ -8,13 +8,29 @@ the answer and the candidate's commit never pays for the answer twice.
 The archive, the bandit and the hash tables are not stored separately: they are a pure
 function of the committed candidates, rebuilt by replaying them in order (see
 ``evo.search_state``). That keeps one writer path and nothing to drift.
+
+There is no random generator state to store either, and that is by design: every random
+choice about a candidate draws from a generator seeded by (run seed, candidate id), never
+from a generator carried along the run. A resumed run therefore recreates exactly the
+generators the uninterrupted run would have used, whatever was in flight when it stopped.
+So the store holds the candidates, the LLM cache, the budget counters (``state``) and the
+run's resolved config (``meta.config``, what ``evo resume`` continues with) - and a kill
+at any moment (SIGKILL included) loses at most the work that was not yet committed.
+
+One process writes a run: ``writer_lock`` holds an flock on ``RUN_DIR/.lock`` for the
+writer's lifetime. Readers take no lock (WAL lets them read while the run writes). The
+run's ``meta.state`` is ``running`` while a writer goes and ``finished``, ``interrupted``
+or ``failed`` after it; a writer killed outright leaves ``running`` behind, which
+``Store.run_state`` reports as ``killed`` because nobody holds the lock.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +39,8 @@ from evo.errors import UserError
 
 SCHEMA_VERSION = 1
 STORE_NAME = "run.sqlite"
+LOCK_NAME = ".lock"
+_TABLES = ("meta", "candidates", "llm_cache", "state", "test_scores")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,6 +171,7 @@ class Store:
         if path.exists():
             raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
         store = cls(path, _connect(path), writable=True)
+        store._db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
         with store._db:
             store._db.executescript(_SCHEMA)
             store._db.executemany(
@@ -163,17 +182,30 @@ class Store:
 
     @classmethod
     def open(cls, run_dir: Path) -> "Store":
+        """The writer's store. It is checked whole (``PRAGMA quick_check``) first: a run
+        store damaged by a copy cut short must be refused before anything is replayed
+        or appended to it; the check reads each page once, a fraction of a second."""
         path = _existing_store(run_dir)
         store = cls(path, _connect(path), writable=True)
-        store._check_schema()
+        try:
+            store._check_schema()
+            store._check_integrity()
+            store._db.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @classmethod
     def open_readonly(cls, run_dir: Path) -> "Store":
         path = _existing_store(run_dir)
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
-        store = cls(path, connection, writable=False)
-        store._check_schema()
+        # A URI, so that "?" or "#" in a folder's name cannot be read as URI syntax.
+        store = cls(path, _connect(path, uri=path.resolve().as_uri() + "?mode=ro"), writable=False)
+        try:
+            store._check_schema()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
@@ -181,15 +213,42 @@ class Store:
 
     def _check_schema(self) -> None:
         try:
-            version = self.meta().get("schema_version")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = self.meta().get("schema_version") if "meta" in tables else None
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path} is not a readable evo run store ({exc})") from None
         if version is None:
             raise UserError(f"{self.path} is not an evo run store (no schema version)")
+        if not version.isdigit():
+            raise UserError(f"{self.path} is not an evo run store (schema version {version!r})")
         if int(version) > SCHEMA_VERSION:
             raise UserError(
-                f"{self.path} was written by a newer evo (store schema {version}, this evo reads {SCHEMA_VERSION})"
+                f"{self.path} was written by a newer evo (store schema {version}, this evo reads"
+                f" {SCHEMA_VERSION}); upgrade evo to continue or read this run"
             )
+        missing = [t for t in _TABLES if t not in tables]
+        if missing:
+            raise UserError(f"{self.path} is not a complete evo run store (no table {', '.join(missing)})")
+
+    def _check_integrity(self) -> None:
+        try:
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise UserError(f"{self.path} is damaged (truncated or corrupt: {problems[0]}); it cannot be resumed")
+
+    def config_yaml(self) -> str | None:
+        """The run's resolved config as YAML: what ``evo resume`` continues with."""
+        return self.meta().get("config")
+
+    def run_state(self) -> str:
+        """running | finished | interrupted | failed, or killed: the store says running
+        but no process holds the writer's lock (SIGKILL, power loss, a second Ctrl-C)."""
+        state = self.meta().get("state", "running")
+        if state == "running" and not writer_active(self.path.parent):
+            return "killed"
+        return state
 
     # ---- meta and key-value state --------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -263,13 +322,65 @@ class Store:
             )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
-    # WAL lets readers (inspect, report) work while the run writes. synchronous=NORMAL
-    # in WAL mode survives any process kill; only an OS crash could drop the last commits.
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
+def _connect(path: Path, uri: str | None = None) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(uri or path, timeout=30, check_same_thread=False,
+                                     isolation_level="DEFERRED", uri=uri is not None)
+        # WAL (set once, at creation) lets readers (inspect, report) work while the run
+        # writes. synchronous=NORMAL in WAL mode survives any process kill; only an OS
+        # crash could drop the last commits.
+        connection.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} cannot be opened as a run store ({exc})") from None
     return connection
+
+
+@contextmanager
+def writer_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's single-writer lock (an flock on ``RUN_DIR/.lock``) for the block.
+
+    The kernel drops an flock when its process dies, however it dies, so a killed
+    writer never leaves a stale lock behind."""
+    run_dir = Path(run_dir)
+    try:
+        handle = open(run_dir / LOCK_NAME, "a")
+    except OSError as exc:
+        raise UserError(f"cannot lock {run_dir} for writing: {exc.strerror}") from None
+    # A reader asking ``writer_active`` holds a shared lock for a moment; that must not
+    # turn a writer away, so a refused lock is retried for half a second.
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+        handle.close()
+        raise UserError(f"{run_dir} is being written by another evo process; wait for it or stop it first"
+                        " (read-only commands such as `evo inspect` work meanwhile)") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def writer_active(run_dir: Path) -> bool:
+    """Whether some process holds the run's writer lock right now."""
+    try:
+        handle = open(Path(run_dir) / LOCK_NAME, "rb")
+    except OSError:
+        return False  # no lock file: no writer ever ran here, or it cannot be read
+    with handle:
+        try:
+            # A shared lock is refused only while an exclusive one (the writer's) is held.
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _existing_store(run_dir: Path) -> Path:
