@@ -52,7 +52,7 @@ def test_run_records_tokens_and_cost_and_resume_is_served_from_the_cache(tmp_pat
                                    stderr=subprocess.PIPE, text=True)
         pid.append(process.pid)
         out, err = process.communicate(timeout=240)
-        assert process.returncode == 130, (out, err)
+        assert process.returncode in (130, 143) and "interrupted" in out, (process.returncode, out, err)
         assert server.count == REQUESTS
         assert all(h["authorization"] == f"Bearer {SECRET}" for h in server.headers)
 
@@ -93,3 +93,13 @@ def test_run_records_tokens_and_cost_and_resume_is_served_from_the_cache(tmp_pat
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+    # llm=replay, the server gone: the same candidates, from the recorded answers.
+    replay_dir = tmp_path / "replayed"
+    replayed = evo("run", "llm=replay", f"llm.source={run_dir}", f"budget.evaluations={EVALUATIONS}",
+                   f"hydra.run.dir={replay_dir}")
+    assert replayed.returncode == 0, (replayed.stdout, replayed.stderr)
+    again = sqlite3.connect(replay_dir / "run.sqlite")
+    columns = "id, operator, code, status, score, prompt_tokens, completion_tokens, cost_usd"
+    assert (again.execute(f"SELECT {columns} FROM candidates ORDER BY id").fetchall()
+            == sqlite3.connect(run_dir / "run.sqlite").execute(f"SELECT {columns} FROM candidates ORDER BY id").fetchall())
