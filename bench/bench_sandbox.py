@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sandbox.py [--heuristics 50] [--items 5000]
 
 Each heuristic is evaluated on 5 seeded instances of Weibull(3, 45) item sizes clipped to
-[1, 100] and rounded (capacity 100) by bench_harness.solve. Three timed runs:
+[1, 100] and rounded (capacity 100) by sandbox/binpack_harness.solve. Three timed runs:
   A: plain exec + call in this process (no isolation at all),
   B: through Sandbox(workers=1), jobs submitted one after another,
   C: through Sandbox(workers=2), all jobs submitted at once.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -22,9 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import bench_harness  # noqa: E402
-
 from sandbox import Job, Limits, Sandbox  # noqa: E402
+from sandbox import binpack_harness as bench_harness  # noqa: E402
 
 
 def instances(n_inst: int, n_items: int, seed: int = 2024) -> list[np.ndarray]:
@@ -62,37 +62,40 @@ def main() -> int:
     insts = instances(args.instances, args.items)
     payload = {"capacity": 100.0, "instances": insts}
     codes = heuristics(args.heuristics)
-    jobs = [Job(code=c, entry="priority", harness="bench_harness", call="solve", payload=payload)
+    jobs = [Job(code=c, entry="priority", harness="sandbox.binpack_harness", call="solve", payload=payload)
             for c in codes]
     limits = Limits(wall_time_s=120, cpu_time_s=120, memory_mb=2048, output_bytes=65536)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ref = []
     for c in codes:
         ns: dict = {}
         exec(compile(c, "<candidate>", "exec"), ns)
         ref.append(bench_harness.solve(ns["priority"], payload))
-    t_in = time.perf_counter() - t0
+    t_in, cpu_in = time.perf_counter() - t0, time.process_time() - c0
 
     results = {}
     for workers in (1, 2):
         t_start = time.perf_counter()
-        with Sandbox(limits, workers=workers, preload=["numpy", "bench_harness"]) as sb:
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with Sandbox(limits, workers=workers, preload=["numpy", "sandbox.binpack_harness"]) as sb:
             t_ready = time.perf_counter()
             if workers == 1:
                 outs = [sb.run(j) for j in jobs]
             else:
                 outs = [f.result() for f in [sb.submit(j) for j in jobs]]
             t_done = time.perf_counter()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # server + all job children, reaped
+        cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
         bad = [o for o in outs if o.status != "ok"]
         assert not bad, bad[:2]
         for o, r in zip(outs, ref):
             assert all(np.array_equal(a, b) for a, b in zip(o.result, r)), "sandbox result differs"
-        results[workers] = (t_done - t_ready, t_ready - t_start, float(np.mean([o.wall_s for o in outs])))
+        results[workers] = (t_done - t_ready, t_ready - t_start, float(np.mean([o.wall_s for o in outs])), cpu)
 
     n = len(codes)
-    t1, start1, job1 = results[1]
-    t2, start2, _ = results[2]
+    t1, start1, job1, cpu1 = results[1]
+    t2, start2, _, cpu2 = results[2]
     rows = [
         ("in-process exec (no isolation)", t_in, n / t_in, "1.00x"),
         ("sandbox, 1 worker, sequential", t1, n / t1, f"{t1 / t_in:.3f}x wall vs in-process"),
@@ -107,6 +110,9 @@ def main() -> int:
           f"2-worker speed-up {t1 / t2:.2f}x (target >= 1.8x)")
     print(f"server start-up (not in the timings above): {start1:.2f} s (1 worker), {start2:.2f} s (2 workers); "
           f"mean per-job wall inside the sandbox {job1:.3f} s")
+    print(f"CPU seconds (robust to other load on the machine): in-process {cpu_in:.2f}, "
+          f"sandbox 1 worker {cpu1:.2f} ({100 * (cpu1 / cpu_in - 1):+.1f}%, incl. server start), "
+          f"2 workers {cpu2:.2f}; load average now {os.getloadavg()[0]:.1f}")
     print(f"mean bins used (best heuristic): {min(score(insts, r) for r in ref):.1f}")
     return 0
 
