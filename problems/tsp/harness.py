@@ -1,0 +1,101 @@
+"""Trusted harness for constructive TSP (EoH's protocol). Runs inside the sandbox.
+
+Imports only numpy and the standard library, and returns decisions only: one tour per
+instance, ``[0, a, b, ..., 0]`` (n + 1 nodes, starting and ending at the depot 0). The parent
+checks the tour and computes its length itself (``TSP.verify``).
+
+Protocol: the tour starts at node 0. While cities are unvisited, the harness calls
+``select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix)`` with
+destination_node = 0, ``unvisited_nodes`` = the unvisited cities as an int64 array in
+increasing order, and the instance's (n, n) distance matrix; the function returns the next
+city. The last city leads back to 0.
+
+Invalid answers: if the function returns something that is not an integer (``operator.index``
+fails: a float, an array of several values, None) or a node that is not in
+``unvisited_nodes``, the harness raises ``ValueError`` naming the step and the value, so the
+sandbox reports status "error". (The parent still checks every tour as a permutation, because
+the candidate runs in the same process as the harness and could tamper with it.)
+
+The distance matrix and the unvisited array are passed read-only: the matrix is shared by all
+steps, and a heuristic that writes to its arguments gets a clear "read-only" error instead of
+silently changing what later steps see.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+
+def _node(value, step: int, unvisited: np.ndarray, n: int) -> int:
+    """Raise a clear ValueError about a returned value that is not a node of ``unvisited``."""
+    try:
+        node = operator.index(value)
+    except TypeError:
+        raise ValueError(
+            f"select_next_node returned {value!r} ({type(value).__name__}) at step {step}; "
+            "expected one int node from unvisited_nodes"
+        ) from None
+    raise ValueError(
+        f"select_next_node returned node {node} at step {step}, which is not in unvisited_nodes "
+        f"({'the depot or already visited' if 0 <= node < n else f'no such node: nodes are 0..{n - 1}'})"
+    )
+
+
+def tour(fn, distance_matrix: np.ndarray) -> np.ndarray:
+    """Build one tour with ``fn``; returns int64 [0, ..., 0] of length n + 1."""
+    dm = np.asarray(distance_matrix, dtype=np.float64)
+    n = dm.shape[0]
+    if dm.flags.writeable:
+        dm = dm.view()
+        dm.flags.writeable = False
+    out = [0] * (n + 1)
+    unvisited = np.arange(1, n, dtype=np.int64)
+    current = 0
+    index = operator.index
+    for step in range(1, n):
+        unvisited.flags.writeable = False
+        value = fn(current, 0, unvisited, dm)
+        try:
+            node = index(value)
+        except TypeError:
+            node = _node(value, step, unvisited, n)
+        rest = unvisited[unvisited != node]
+        if len(rest) != len(unvisited) - 1:
+            _node(node, step, unvisited, n)
+        out[step] = node
+        current = node
+        unvisited = rest
+    return np.array(out, dtype=np.int64)
+
+
+def solve(fn, payload) -> list[np.ndarray]:
+    """payload: ``{"matrices": [(n, n) float arrays]}``. Returns one tour per instance."""
+    return [tour(fn, dm) for dm in payload["matrices"]]
+
+
+def decide(fn, states) -> list[int]:
+    """states: ``{"matrices": [...], "states": [{"matrix": i, "current": c, "unvisited": [...]}, ...]}``.
+
+    Returns the node ``fn`` picks in each state (destination is always 0). A returned value
+    that is not an int node of ``unvisited`` raises ``ValueError`` as in ``solve``."""
+    matrices = []
+    for dm in states["matrices"]:
+        dm = np.array(dm, dtype=np.float64)
+        dm.flags.writeable = False
+        matrices.append(dm)
+    choices = []
+    for step, state in enumerate(states["states"]):
+        unvisited = np.array(state["unvisited"], dtype=np.int64)
+        unvisited.flags.writeable = False
+        dm = matrices[int(state["matrix"])]
+        n = dm.shape[0]
+        value = fn(int(state["current"]), 0, unvisited, dm)
+        try:
+            node = operator.index(value)
+        except TypeError:
+            node = _node(value, step, unvisited, n)
+        if not np.any(unvisited == node):
+            _node(node, step, unvisited, n)
+        choices.append(int(node))
+    return choices
