@@ -1,0 +1,102 @@
+"""`evo doctor [overrides]`: is the configured LLM reachable, and what does a call cost?
+
+One tiny request to the configured endpoint, then one line each for the backend, model,
+endpoint, key, latency, tokens, cost, answer and error. The key's value is never shown,
+only the name of the variable that holds it and whether it is set.
+
+Exit codes: 0 the endpoint answered; 1 the request failed; 2 the llm config is wrong.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+from evo.errors import UserError
+from evo.llm.base import Message, Request
+
+PROBE = Request(
+    messages=(Message("system", "You are a health check. Reply with the single word: ok"),
+              Message("user", "ping")),
+    operator="doctor", parents=(), sample=-1,
+)
+
+
+def doctor(llm_cfg: Any, out: Callable[[str], None] | None = None) -> int:
+    from evo.llm.litellm_backend import plain
+
+    say = out or (lambda line: print(line, file=sys.stdout, flush=True))
+    cfg = plain(llm_cfg)
+    kind = cfg.get("backend")
+    say(f"backend:   {kind}")
+    try:
+        if kind == "litellm":
+            return _litellm(cfg, say)
+        if kind == "replay":
+            return _replay(cfg, say)
+        if kind == "offline":
+            say(f"model:     {cfg.get('model', 'offline-mutation')}")
+            say("status:    ok (built in: no endpoint, no key, no cost)")
+            return 0
+        raise UserError(f"llm.backend must be one of offline, litellm, replay (got {kind!r})")
+    except UserError as exc:
+        say(f"error:     config: {exc}")
+        return 2
+
+
+def _litellm(cfg: dict, say: Callable[[str], None]) -> int:
+    from evo.llm.litellm_backend import LiteLLMBackend
+    from evo.llm.retry import error_kind
+
+    # One retry at most: a doctor should answer in seconds, and say what it saw.
+    backend = LiteLLMBackend({**cfg, "max_retries": min(int(cfg.get("max_retries", 1)), 1)})
+    say(f"model:     {backend.model}")
+    say(f"endpoint:  {backend.base_url or 'the provider default'}")
+    if backend.api_key_env:
+        state = "set" if os.environ.get(backend.api_key_env) else "NOT SET"
+        say(f"key:       ${backend.api_key_env} ({state})")
+    else:
+        say("key:       none configured" + (" (a dummy is sent)" if backend.base_url else
+                                              " (litellm reads the provider's usual variable)"))
+    response = backend.complete(PROBE)
+    if response.latency_s:
+        say(f"latency:   {response.latency_s:.2f} s")
+    if response.prompt_tokens or response.completion_tokens:
+        say(f"tokens:    {response.prompt_tokens} in, {response.completion_tokens} out")
+    priced = backend.cost_per_token is not None or response.cost_usd > 0
+    if response.prompt_tokens or response.completion_tokens:
+        note = "" if priced else " (no price known for this model: set llm.cost_per_token)"
+        say(f"cost:      ${response.cost_usd:.6f}{note}")
+    if response.text:
+        say(f"answer:    {' '.join(response.text.split())[:80]!r}")
+    if response.error:
+        say(f"error:     {response.error}")
+        hint = _HINTS.get(error_kind(response.error))
+        if hint:
+            say(f"hint:      {hint}")
+        return 1
+    say("status:    ok")
+    return 0
+
+
+def _replay(cfg: dict, say: Callable[[str], None]) -> int:
+    from evo.llm.replay import ReplayBackend
+
+    backend = ReplayBackend(cfg)
+    say(f"model:     {backend.model} (recorded)")
+    say(f"source:    {backend.source}")
+    say(f"answers:   {len(backend)} recorded")
+    if not len(backend):
+        say("error:     replay: the source run recorded no LLM answers")
+        return 1
+    say("status:    ok")
+    return 0
+
+
+_HINTS = {
+    "auth": "check the key in the variable named by llm.api_key_env",
+    "not_found": "check llm.model (litellm ids look like openai/gpt-4o-mini) and llm.base_url",
+    "connection": "is the server running, and is llm.base_url right (it usually ends in /v1)?",
+    "timeout": "raise llm.timeout_s, or check that the server is not overloaded",
+    "empty": "the model returned no text: a reasoning model may need a larger llm.max_tokens",
+}
