@@ -1,23 +1,157 @@
-"""Trusted harness for bench_sandbox.py: FunSearch-style online bin packing.
+"""How much of an evaluation is the harness's own work, and what the functional-hash probe costs.
 
-n_items bins of capacity C are allocated up front; each item goes to the feasible bin
-with the highest ``priority(item, remaining_capacities_of_feasible_bins)``.
-Returns the decisions (bin index per item) for every instance.
+For each problem and baseline heuristic on the training set:
+  total  = harness.solve in-process + problem.verify (the trusted check), best of --repeat;
+  bare   = the same heuristic called alone on the very arguments it saw during solve
+           (recorded first, one instance at a time to bound memory), best of --repeat;
+  harness share = (total - bare) / total. The target is <= 20%.
+Then the probe: harness.decide on problem.probe_states(n) against one full training solve;
+the target is <= 5%.
+
+    .venv/bin/python bench/bench_harness.py [--repeat 5]
+
+Timings are wall-clock; on a busy machine take the best of several repeats.
 """
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 
+ROOT = str(Path(__file__).resolve().parents[1])
 
-def solve(fn, payload):
-    cap = float(payload["capacity"])
-    out = []
-    for items in payload["instances"]:
-        bins = np.full(len(items), cap)
-        choice = np.empty(len(items), dtype=np.int32)
-        for i, item in enumerate(items):
-            valid = np.nonzero(bins - item >= 0)[0]
-            pri = fn(item, bins[valid])
-            j = valid[np.argmax(pri)]
-            bins[j] -= item
-            choice[i] = j
-        out.append(choice)
-    return out
+
+def _problems():
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from problems.bin_packing import BinPacking
+    from problems.bin_packing import harness as bp_harness
+    from problems.tsp import TSP
+    from problems.tsp import harness as tsp_harness
+
+    return BinPacking, bp_harness, TSP, tsp_harness
+
+
+def _entry(source: str, name: str):
+    namespace: dict = {}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def _best(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# A heavier priority in the style of evolved heuristics (several array ops), for contrast.
+GAP_AVOIDING = '''import numpy as np
+
+
+def priority(item, bins):
+    gap = bins - item
+    score = -gap / item
+    score = score - 3.0 * ((gap > 0) & (gap < 0.08 * np.max(bins)))
+    return score + 0.01 * (bins == np.max(bins))
+'''
+
+
+def bin_packing_rows(repeat: int) -> list[tuple]:
+    BinPacking, bp_harness, _, _ = _problems()
+    problem = BinPacking()
+    ds = problem.train_set()
+    payload = problem.solve_payload(ds)
+    rows = []
+    for label, source in (("best_fit", problem.baselines["best_fit"]), ("gap_avoiding", GAP_AVOIDING)):
+        fn = _entry(source, "priority")
+        total = _best(lambda: problem.verify(ds, bp_harness.solve(fn, payload)), repeat)
+        bare_runs = []
+        for _ in range(repeat):
+            bare = 0.0
+            calls = 0
+            for inst in ds.instances:
+                rec = []
+
+                def record(item, bins, _rec=rec, _fn=fn):
+                    _rec.append((item, np.array(bins)))
+                    return _fn(item, bins)
+
+                bp_harness.pack(record, inst.items, inst.capacity)
+                t0 = time.perf_counter()
+                for item, bins in rec:
+                    fn(item, bins)
+                bare += time.perf_counter() - t0
+                calls += len(rec)
+                del rec
+            bare_runs.append(bare)
+        bare = min(bare_runs)
+        rows.append(("bin_packing", label, ds.name, calls, total, bare))
+    return rows
+
+
+def tsp_rows(repeat: int) -> list[tuple]:
+    _, _, TSP, tsp_harness = _problems()
+    problem = TSP()
+    ds = problem.train_set()
+    payload = problem.solve_payload(ds)
+    fn = _entry(problem.baselines["nearest_neighbour"], "select_next_node")
+    total = _best(lambda: problem.verify(ds, tsp_harness.solve(fn, payload)), repeat)
+    rec = []
+
+    def record(c, d, u, m):
+        rec.append((c, d, u.copy(), m))
+        return fn(c, d, u, m)
+
+    tsp_harness.solve(record, payload)
+
+    def bare_calls():
+        for c, d, u, m in rec:
+            fn(c, d, u, m)
+
+    bare = _best(bare_calls, repeat)
+    return [("tsp", "nearest_neighbour", ds.name, len(rec), total, bare)]
+
+
+def probe_rows(repeat: int) -> list[tuple]:
+    BinPacking, bp_harness, TSP, tsp_harness = _problems()
+    rows = []
+    bp = BinPacking()
+    bf = _entry(bp.baselines["best_fit"], "priority")
+    payload = bp.solve_payload(bp.train_set())
+    full = _best(lambda: bp_harness.solve(bf, payload), max(1, repeat // 2))
+    for n in (200, 300, 500):
+        states = bp.probe_states(n)
+        rows.append(("bin_packing", n, _best(lambda: bp_harness.decide(bf, states), repeat), full))
+    tsp = TSP()
+    nn = _entry(tsp.baselines["nearest_neighbour"], "select_next_node")
+    payload = tsp.solve_payload(tsp.train_set())
+    full = _best(lambda: tsp_harness.solve(nn, payload), repeat)
+    for n in (100, 200, 300):
+        states = tsp.probe_states(n)
+        rows.append(("tsp", n, _best(lambda: tsp_harness.decide(nn, states), repeat), full))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    print(f"{'problem':<12} {'heuristic':<18} {'set':<20} {'calls':>6} {'total s':>8} {'bare s':>8} "
+          f"{'harness':>8}")
+    for problem, label, name, calls, total, bare in bin_packing_rows(args.repeat) + tsp_rows(args.repeat):
+        share = (total - bare) / total * 100
+        print(f"{problem:<12} {label:<18} {name:<20} {calls:>6} {total:>8.3f} {bare:>8.3f} {share:>7.1f}%")
+    print()
+    print(f"{'problem':<12} {'probe n':>7} {'probe s':>8} {'train solve s':>13} {'probe/train':>11}")
+    for problem, n, probe, full in probe_rows(args.repeat):
+        print(f"{problem:<12} {n:>7} {probe:>8.4f} {full:>13.3f} {probe / full * 100:>10.1f}%")
+
+
+if __name__ == "__main__":
+    main()
