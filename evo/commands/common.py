@@ -8,10 +8,8 @@ live run keeps going while any number of these commands read it (SQLite WAL).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,12 +18,12 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from evo.app import snapshot_config
 from evo.errors import UserError
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
 from evo.store import CandidateRecord, Store
 
-LOCK_NAME = ".lock"
 # Statuses of a candidate whose code could not be scored, by where it failed.
 SANDBOX_FAILURES = ("timeout", "memory", "crashed", "forbidden", "error")
 # Test-score rows of a problem's baselines live in ``test_scores`` under this candidate id,
@@ -101,51 +99,15 @@ def open_run(run_dir: Path) -> Iterator[Run]:
     # Read the state before the candidates: a run seen "finished" has committed them all.
     store = Store.open_readonly(run_dir)
     try:
+        state_name = store.run_state()
         meta = store.meta()
-        state_name = run_state(run_dir, meta)
-        cfg = config_snapshot(run_dir)
+        cfg = snapshot_config(run_dir)
         settings = read_settings(cfg)
         # One SELECT over the candidates: a consistent snapshot even while the run writes.
         state = SearchState.from_store(store, settings)
         yield Run(run_dir, store, meta, cfg, settings, state, state_name)
     finally:
         store.close()
-
-
-def config_snapshot(run_dir: Path) -> DictConfig:
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no config snapshot (.hydra/config.yaml)")
-    return OmegaConf.load(path)
-
-
-def writer_alive(run_dir: Path) -> bool:
-    """Whether an evo process holds the run's writer lock. A shared, non-blocking try: it
-    never waits and, released at once, never keeps a writer from starting."""
-    try:
-        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def run_state(run_dir: Path, meta: dict[str, str]) -> str:
-    """running (a writer holds the lock), finished, interrupted, failed (as the writer
-    recorded at its end), or killed (it ended without recording why; resumable)."""
-    if writer_alive(run_dir):
-        return "running"
-    recorded = meta.get("state")
-    if recorded in ("finished", "interrupted", "failed"):
-        return recorded
-    return "killed"
 
 
 def lineage(records: dict[int, CandidateRecord], cid: int) -> list[CandidateRecord]:

@@ -3,8 +3,8 @@
 Test-set scores are computed on demand in the sandbox, exactly as ``evo evaluate`` does,
 and cached in the run's ``test_scores`` table: a candidate's under its id and the set's
 name, a baseline's under id ``BASELINE_ID`` and ``baseline:<name>:<set>``. The cache is
-written through a short connection of its own, and only when no writer holds the run:
-a live run's single writer is never raced or blocked.
+written through a short connection of its own under the run's writer lock, and only
+when no writer holds the run: a live run's single writer is never raced or blocked.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from evo.commands.common import BASELINE_ID, Run, baseline_key, finite, writer_alive
+from evo.commands.common import BASELINE_ID, Run, baseline_key, finite
 from evo.errors import UserError
-from evo.store import CandidateRecord, Store
+from evo.store import CandidateRecord, Store, writer_active, writer_lock
 from problems.base import Dataset, Problem
 
 
@@ -113,16 +113,22 @@ def _evaluate(run: Run, problem: Problem, jobs: list[Job]) -> list[tuple[float |
 
 
 def _save(run: Run, jobs: list[Job], results: list[tuple[float | None, str]]) -> str:
-    """Cache the new scores; returns a note for the user when they could not be cached."""
-    if writer_alive(run.run_dir):
+    """Cache the new scores; returns a note for the user when they could not be cached.
+
+    The cache is written as the run's writer writes: under its lock, taken without
+    waiting. A live run holds that lock, so its scores are simply not cached."""
+    if writer_active(run.run_dir):
         return "scores not cached: the run is being written (they will be computed again next time)"
     try:
-        store = Store.open(run.run_dir)
-        try:
-            for job, (score, error) in zip(jobs, results):
-                store.save_test_score(job.cid, job.key, score, error)
-        finally:
-            store.close()
+        with writer_lock(run.run_dir):
+            store = Store.open(run.run_dir)
+            try:
+                for job, (score, error) in zip(jobs, results):
+                    store.save_test_score(job.cid, job.key, score, error)
+            finally:
+                store.close()
+    except UserError as exc:
+        return f"scores not cached: {exc}"
     except (sqlite3.Error, OSError) as exc:
         return f"scores not cached: {exc}"
     return ""
