@@ -64,26 +64,39 @@ def _hydra_app(overrides: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
 
     from evo.app import execute
+    from evo.sweep import MULTIRUN_FLAGS, announce, plan_sweep, report, run_job
 
     exit_codes: list[int] = []
+    flags = [a for a in overrides if a.startswith("-")]
+    # A sweep (and not --cfg, --info ...): its folder is pinned and its jobs run or resume.
+    sweep = plan_sweep(overrides) if flags and all(f in MULTIRUN_FLAGS for f in flags) else None
 
     @hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
-    def task(cfg) -> None:
+    def task(cfg) -> int | None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if sweep is not None:
+            return run_job(sweep, cfg, run_dir, HydraConfig.get().job.num)
         try:
             exit_codes.append(execute(cfg, run_dir, fresh=True))
         except UserError as exc:
             _remove_unstarted(run_dir)
             sys.stderr.write(f"evo: error: {exc}\n")
             exit_codes.append(EXIT_USAGE)
+        return None
 
     saved = sys.argv
-    sys.argv = ["evo run", *overrides]
+    sys.argv = ["evo run", *(sweep.overrides if sweep else overrides)]
     try:
+        if sweep is not None:
+            announce(sweep)
         task()
+    except KeyboardInterrupt:
+        if sweep is None:
+            raise
+        return report(sweep, interrupted=True)
     finally:
         sys.argv = saved
-    return max(exit_codes, default=0)
+    return report(sweep) if sweep is not None else max(exit_codes, default=0)
 
 
 def _remove_unstarted(run_dir: Path) -> None:
@@ -104,7 +117,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("evo_unique", lambda: token)
 
 
-def compose_config(overrides: list[str]):
+def compose_config(overrides: list[str], return_hydra_config: bool = False):
     """The composed config for these overrides, with Hydra's errors as one line."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException, MissingConfigException
@@ -113,7 +126,7 @@ def compose_config(overrides: list[str]):
     register_resolvers()
     try:
         with initialize_config_module(config_module="conf", version_base="1.3"):
-            return compose(config_name="config", overrides=overrides)
+            return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
     except MissingConfigException as exc:
         group = (exc.missing_cfg_file or "").split("/")[0]
         options = ", ".join(exc.options or [])

@@ -1,0 +1,222 @@
+"""Sweeps: `evo run --multirun ...` makes one run per combination of overrides.
+
+Each run of a sweep lives in its own folder of one sweep folder, named after its overrides
+(``hydra.sweep.subdir`` is ``${hydra:job.override_dirname}``), so the same job always maps
+to the same folder. Launching a sweep again with the same ``hydra.sweep.dir`` therefore
+skips the runs that finished and resumes the ones that were interrupted (a Ctrl-C, a crash,
+a SLURM time limit); a job added to the sweep (one more seed) just starts.
+
+The jobs may run in other processes or on other machines (the submitit launchers), where
+neither their return value nor their output reaches the launching process. So each job
+writes its outcome as a small JSON file into the sweep folder, and the launching process
+reads those back for its summary and its exit code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from evo.errors import UserError
+from evo.store import STORE_NAME, Store
+
+# Our presets in conf/hydra/launcher/ carry the same names as the plugin's structured
+# configs, so Hydra validates them against those (what we want) and warns that this
+# matching is deprecated. The presets set every key, so they work without the matching
+# too; the warning would only bury a sweep's output. Set at import: the jobs' processes
+# import this module when they unpickle the task, before they compose their config.
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/submitit_(local|slurm)' is validated against ConfigStore schema"
+)
+
+OUTCOMES_DIR = ".evo-jobs"
+MULTIRUN_FLAGS = ("-m", "--multirun")
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One launch of a sweep, as planned by the launching process."""
+
+    dir: Path  # absolute; every job of the launch writes below it
+    overrides: tuple[str, ...]  # what Hydra is given: the user's, with hydra.sweep.dir pinned
+    launch: str  # names this launch's outcome records
+    pid: int  # the launching process
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one job of a sweep did."""
+
+    num: int
+    run_dir: str
+    action: str  # started | resumed | skipped | failed
+    exit_code: int
+    message: str  # why the run stopped, or the error
+
+
+def plan_sweep(overrides: list[str]) -> Sweep:
+    """Pin the sweep folder before Hydra launches anything.
+
+    The default ``hydra.sweep.dir`` holds the time and a random token, so it must be
+    resolved once, here: the jobs would otherwise each resolve it again, and the user
+    needs the one folder to launch the same sweep again.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from evo.cli import compose_config
+
+    plain = [a for a in overrides if a not in MULTIRUN_FLAGS]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except HydraException as exc:
+        raise UserError(str(exc).splitlines()[0]) from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    cfg = compose_config(fixed, return_hydra_config=True)
+    saved = HydraConfig.instance().cfg
+    try:
+        HydraConfig.instance().set_config(cfg)  # for a ${hydra:...} in the folder's name
+        sweep_dir = Path(str(cfg.hydra.sweep.dir)).absolute()
+    except OmegaConfBaseException as exc:
+        raise UserError(f"hydra.sweep.dir cannot be resolved: {str(exc).splitlines()[0]}") from None
+    finally:
+        HydraConfig.instance().cfg = saved
+    if "'" in str(sweep_dir):
+        raise UserError(f"the sweep folder {sweep_dir} must not contain a quote")
+    pinned = [a for a in overrides if not a.startswith("hydra.sweep.dir=")]
+    pinned.append(f"hydra.sweep.dir='{sweep_dir}'")
+    launch = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return Sweep(sweep_dir, tuple(pinned), launch, os.getpid())
+
+
+def run_or_resume(cfg: DictConfig, run_dir: Path) -> tuple[str, int]:
+    """Run one job of a sweep in ``run_dir``: start it, resume it, or skip it if finished.
+
+    A finished run is resumed only when the job's budgets differ from the run's (a sweep
+    launched again with a larger budget extends its runs). Returns what was done and the
+    exit code; a UserError means nothing could be done.
+    """
+    from evo.app import execute, snapshot_config
+
+    if not (run_dir / STORE_NAME).exists():
+        return "started", execute(cfg, run_dir, fresh=True)
+    changed = _changed_keys(snapshot_config(run_dir), cfg)
+    fixed = [k for k in changed if not _may_change_on_resume(k)]
+    if fixed:
+        shown = ", ".join(fixed[:3]) + (" ..." if len(fixed) > 3 else "")
+        raise UserError(f"{run_dir} holds a run with another config ({shown} differ);"
+                        " launch the sweep with a new hydra.sweep.dir")
+    state = _meta(run_dir).get("state")
+    if state == "finished" and not any(k.startswith("budget.") for k in changed):
+        sys.stdout.write(f"{run_dir}: already finished; skipped\n")
+        return "skipped", 0
+    return "resumed", execute(cfg, run_dir, fresh=False)
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """A config as dotted keys to plain values, resolved."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
+    """The task of one job of ``sweep``: run, resume or skip it, and record what happened."""
+    from evo.cli import EXIT_USAGE, _remove_unstarted
+
+    try:
+        action, code = run_or_resume(cfg, run_dir)
+        message = _meta(run_dir).get("stop_reason", "") if action != "skipped" else "already finished"
+    except UserError as exc:
+        if run_dir.is_dir():
+            _remove_unstarted(run_dir)
+        sys.stderr.write(f"evo: error: {exc}\n")
+        action, code, message = "failed", EXIT_USAGE, str(exc)
+    _record(sweep, Outcome(job_num, str(run_dir), action, code, message))
+    if code == 130 and os.getpid() == sweep.pid:
+        # Jobs running inside the launching process (Hydra's basic launcher): a Ctrl-C
+        # stops the sweep, not only the job it arrived in.
+        raise KeyboardInterrupt
+    return code
+
+
+def outcomes(sweep: Sweep) -> list[Outcome]:
+    folder = sweep.dir / OUTCOMES_DIR / sweep.launch
+    found = [Outcome(**json.loads(p.read_text())) for p in folder.glob("*.json")] if folder.is_dir() else []
+    return sorted(found, key=lambda o: o.num)
+
+
+def report(sweep: Sweep, interrupted: bool = False) -> int:
+    """Print what each job of this launch did; return the sweep's exit code."""
+    done = outcomes(sweep)
+    out = sys.stderr
+    out.write(f"\nsweep folder: {sweep.dir}\n")
+    width = max((len(_relative(o.run_dir, sweep.dir)) for o in done), default=0)
+    for o in done:
+        out.write(f"  {_relative(o.run_dir, sweep.dir):<{width}}  {o.action:<8} {o.message}\n")
+    unfinished = [o for o in done if o.exit_code != 0]
+    if interrupted or unfinished:
+        out.write(f"finish it: launch the same command again with hydra.sweep.dir={sweep.dir}\n")
+    if done:
+        out.write(f"compare the runs: evo compare {sweep.dir}\n")
+    if interrupted:
+        return 130
+    return max((o.exit_code for o in done), default=0)
+
+
+def announce(sweep: Sweep) -> None:
+    sys.stderr.write(f"sweep folder: {sweep.dir}\n")
+
+
+def _record(sweep: Sweep, outcome: Outcome) -> None:
+    folder = sweep.dir / OUTCOMES_DIR / sweep.launch
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written whole, then renamed: the launching process never reads half a record.
+    tmp = folder / f".{outcome.num}.json.tmp"
+    tmp.write_text(json.dumps(asdict(outcome)))
+    tmp.replace(folder / f"{outcome.num}.json")
+
+
+def _meta(run_dir: Path) -> dict[str, str]:
+    store = Store.open_readonly(run_dir)
+    try:
+        return store.meta()
+    finally:
+        store.close()
+
+
+def _changed_keys(before: DictConfig, after: DictConfig) -> list[str]:
+    a, b = flat_config(before), flat_config(after)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, _ABSENT) != b.get(k, _ABSENT))
+
+
+def _may_change_on_resume(key: str) -> bool:
+    from evo.cli import RESUMABLE_KEYS, RESUMABLE_PREFIXES
+
+    return key.startswith(RESUMABLE_PREFIXES) or key in RESUMABLE_KEYS
+
+
+def _relative(path: str, base: Path) -> str:
+    try:
+        return str(Path(path).relative_to(base)) or "."
+    except ValueError:
+        return path
