@@ -67,7 +67,7 @@ def test_time_limits(sb, clean, code):
 @pytest.mark.parametrize("code", [
     "import numpy as np\ndef f():\n    return np.ones(50 * 10**9 // 8).sum()\n",
     "def f():\n    x = [0] * (50 * 10**9 // 8)\n    return len(x)\n",
-    "def f():\n    chunks = []\n    while True:\n        chunks.append(bytearray(50 * 2**20))\n",
+    "import numpy as np\ndef f():\n    chunks = []\n    while True:\n        chunks.append(np.empty(100 * 2**20, dtype=np.uint8))\n",
 ], ids=["numpy-50GB", "list-50GB", "grow"])
 def test_memory(sb, clean, code):
     out = run(sb, code)
