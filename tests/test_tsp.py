@@ -30,7 +30,7 @@ def test_opt_tours_measure_their_optimum(name, optimum):
 def test_defaults_and_kwargs():
     p = TSP()
     train = p.train_set()
-    assert train.name == "random-8x50-seed0" and len(train.instances) == 8
+    assert train.name == "random-64x50-seed0" and len(train.instances) == 64
     assert [len(load_set(n).instances) for n in ("tsp20", "tsp50", "tsp100", "tsp200")] == [64] * 4
     assert set(p.test_sets()) == {"tsp20", "tsp50", "tsp100", "tsp200", "tsplib"}
     assert len(load_set("tsplib").instances) == 25
@@ -61,7 +61,7 @@ def test_nearest_neighbour_numbers(problem):
 
 def test_reference_tours_are_consistent():
     doc = json.loads(REFERENCE.read_text())
-    for name, alias in (("random-8x50-seed0", "train"), ("random-64x20-seed20", "tsp20"),
+    for name, alias in (("random-64x50-seed0", "train"), ("random-64x20-seed20", "tsp20"),
                         ("random-64x200-seed200", "tsp200")):
         entry = doc[name]
         coords = random_coords(entry["instances"], entry["cities"], entry["seed"])
