@@ -31,6 +31,7 @@ class Elite:
 class Archive:
     def __init__(self, axes: tuple[MeasureAxis, ...], qd_reference: float):
         self.axes = axes
+        self.qd_reference = qd_reference
         # pyribs pulls in scikit-learn and numba (seconds of imports): only a run pays for them,
         # not a command that merely checks its config.
         from ribs.archives import GridArchive
@@ -65,6 +66,9 @@ class Archive:
             (Elite(int(c), float(-o), tuple(float(x) for x in m), int(i)) for c, o, m, i in rows),
             key=lambda e: (e.score, e.cid),
         )
+
+    def __len__(self) -> int:
+        return len(self._grid)
 
     def best(self) -> Elite | None:
         elites = self.elites()

@@ -1,77 +1,242 @@
 """Which operator to use next: a multi-armed bandit over the enabled operators.
 
+An arm is a name. Today it is an operator ("m1"); when several LLMs are configured an arm
+will be an operator and a model ("m1@gpt-4o", see ``arm_name``), and nothing here changes.
+
+Policies: uniform, UCB1, Thompson sampling (Beta-Bernoulli) and EXP3. Each can forget, so
+that it follows a search whose best operator changes over the run (an operator that
+pays early, like a restructuring one, often stops paying once the archive is good):
+``discount`` multiplies all past statistics by gamma at every update (discounted UCB /
+Thompson / EXP3), ``window`` keeps only the last W updates (sliding-window variants).
+
+Every arm has a prior weight from config. The weight multiplies the arm's index under
+every policy: its probability under uniform and EXP3 (the exploration share included),
+its upper confidence bound under UCB1, its posterior draw under Thompson sampling. So a
+weight of 2 makes an arm about twice as likely under the randomised policies, and makes
+UCB1 and Thompson demand half the evidence before they prefer another arm.
+
+The bandit's state is a pure function of its updates in order: the engine replays the
+committed candidates to rebuild it, so nothing here is stored apart from the snapshot
+shown by ``evo inspect``.
+
 An arm is rewarded after its candidate is committed. Candidates of one batch are chosen
-before any of them returns, so each choice counts the batch's earlier choices as
-pending pulls; otherwise a deterministic policy would pick one arm for the whole batch.
+before any of them returns, so each choice counts the batch's earlier choices as pending
+pulls; otherwise a deterministic policy (UCB1) would pick one arm for the whole batch.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
+
+POLICY_NAMES = ("uniform", "ucb1", "thompson", "exp3")
+REWARDS = ("improvement", "qd_gain")
+
+
+def arm_name(operator: str, model: str | None = None) -> str:
+    """The arm of an operator, or of an operator and a model when several LLMs compete."""
+    return operator if not model else f"{operator}@{model}"
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    policy: str = "ucb1"
+    exploration: float = math.sqrt(2.0)  # UCB1's c in mean + c * sqrt(ln N / n)
+    gamma: float = 0.1  # EXP3's exploration share (and its learning rate gamma / K)
+    discount: float | None = None  # in (0, 1]: past statistics fade by this factor per update
+    window: int | None = None  # only the last `window` updates count
+    reward: str = "improvement"  # "improvement": 1 if the archive improved; "qd_gain": normalised QD gain
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICY_NAMES:
+            raise ValueError(f"unknown bandit policy {self.policy!r}; choose from {', '.join(POLICY_NAMES)}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"unknown bandit reward {self.reward!r}; choose from {', '.join(REWARDS)}")
+        if self.discount is not None and self.window is not None:
+            raise ValueError("bandit: set discount or window, not both")
+        if self.discount is not None and not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"bandit.discount must be in (0, 1] (got {self.discount})")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"bandit.window must be at least 1 (got {self.window})")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"bandit.gamma must be in (0, 1] (got {self.gamma})")
+        if self.exploration < 0.0:
+            raise ValueError(f"bandit.exploration must be >= 0 (got {self.exploration})")
 
 
 @dataclass
 class ArmStats:
+    """Statistics of one arm. ``pulls`` counts every update; the others are the effective
+    (discounted or windowed) values the policy reads."""
+
     pulls: int = 0
-    reward_sum: float = 0.0
+    weight_sum: float = 0.0  # effective number of pulls
+    reward_sum: float = 0.0  # effective sum of rewards
+    gain: float = 0.0  # EXP3's effective importance-weighted reward sum
 
     @property
     def mean(self) -> float:
-        return self.reward_sum / self.pulls if self.pulls else 0.0
+        return self.reward_sum / self.weight_sum if self.weight_sum > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Update:
+    arm: str
+    reward: float
+    probability: float
 
 
 @dataclass
 class Bandit:
     arms: tuple[str, ...]
-    policy: str = "ucb1"
-    exploration: float = math.sqrt(2.0)
+    config: BanditConfig = field(default_factory=BanditConfig)
+    weights: Mapping[str, float] = field(default_factory=dict)  # prior weight per arm; 1 when absent
     stats: dict[str, ArmStats] = field(default_factory=dict)
+    _recent: deque = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"unknown bandit policy {self.policy!r}; choose from {', '.join(POLICIES)}")
+        if not self.arms:
+            raise ValueError("a bandit needs at least one arm")
         for arm in self.arms:
             self.stats.setdefault(arm, ArmStats())
+        self._prior = np.array([float(self.weights.get(a, 1.0)) for a in self.arms])
+        if (self._prior <= 0).any():
+            raise ValueError("arm weights must be positive (leave an arm out to disable it)")
 
-    def choose(self, rng: np.random.Generator, pending: Counter) -> str:
-        probabilities = POLICIES[self.policy](self, pending)
-        return self.arms[int(rng.choice(len(self.arms), p=probabilities))]
+    @property
+    def policy(self) -> str:
+        return self.config.policy
 
-    def update(self, arm: str, reward: float) -> None:
-        stats = self.stats[arm]
-        stats.pulls += 1
-        stats.reward_sum += reward
+    # ---- choosing ------------------------------------------------------------------
+    def choose(self, rng: np.random.Generator, pending: Counter | None = None,
+               available: Iterable[str] | None = None) -> str:
+        """One arm. ``pending``: arms chosen for this batch and not yet rewarded;
+        ``available``: the arms that can be used now (all when None)."""
+        mask = self._mask(available)
+        if self.policy == "thompson":
+            draws = self._thompson_draws(rng, 1)[0]
+            return self.arms[_argmax_masked(self._prior * draws, mask)]
+        p = self._probabilities(pending or Counter(), mask)
+        return self.arms[int(rng.choice(len(self.arms), p=p))]
 
-    def probabilities(self) -> dict[str, float]:
-        return dict(zip(self.arms, POLICIES[self.policy](self, Counter())))
+    def probabilities(self, available: Iterable[str] | None = None) -> dict[str, float]:
+        """The chance each arm is chosen next (with no pending pulls)."""
+        mask = self._mask(available)
+        if self.policy == "thompson":
+            # No closed form: a Monte Carlo estimate with a fixed generator, so the
+            # snapshot (and EXP3-style bookkeeping, were it ever needed) is reproducible.
+            draws = self._thompson_draws(np.random.default_rng(0), 4000) * self._prior
+            draws[:, ~mask] = -np.inf
+            counts = np.bincount(np.argmax(draws, axis=1), minlength=len(self.arms))
+            return dict(zip(self.arms, (counts / counts.sum()).tolist()))
+        return dict(zip(self.arms, self._probabilities(Counter(), mask).tolist()))
+
+    def _mask(self, available: Iterable[str] | None) -> np.ndarray:
+        if available is None:
+            return np.ones(len(self.arms), dtype=bool)
+        allowed = set(available)
+        mask = np.array([a in allowed for a in self.arms])
+        if not mask.any():
+            raise ValueError("no available arm")
+        return mask
+
+    def _probabilities(self, pending: Counter, mask: np.ndarray) -> np.ndarray:
+        return _POLICIES[self.policy](self, pending, mask)
+
+    def _thompson_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        # Beta(1 + successes, 1 + failures); a reward in [0, 1] counts fractionally.
+        s = np.array([self.stats[a].reward_sum for a in self.arms])
+        f = np.array([self.stats[a].weight_sum - self.stats[a].reward_sum for a in self.arms])
+        return rng.beta(1.0 + s, 1.0 + np.maximum(f, 0.0), size=(n, len(self.arms)))
+
+    # ---- learning ------------------------------------------------------------------
+    def update(self, arm: str, reward: float, probability: float = 1.0) -> None:
+        """Reward one pull of ``arm``. ``probability``: the chance the policy gave the arm
+        when it was chosen (EXP3's importance weight; ignored by the other policies)."""
+        if arm not in self.stats:
+            raise KeyError(f"unknown arm {arm!r}")
+        reward = min(max(float(reward), 0.0), 1.0)
+        update = _Update(arm, reward, max(float(probability), 1e-12))
+        self.stats[arm].pulls += 1
+        if self.config.window is not None:
+            self._recent.append(update)
+            if len(self._recent) > self.config.window:
+                old = self._recent.popleft()
+                self._apply(old, -1.0)
+            self._apply(update, 1.0)
+            return
+        if self.config.discount is not None and self.config.discount < 1.0:
+            for stats in self.stats.values():
+                stats.weight_sum *= self.config.discount
+                stats.reward_sum *= self.config.discount
+                stats.gain *= self.config.discount
+        self._apply(update, 1.0)
+
+    def _apply(self, update: _Update, sign: float) -> None:
+        stats = self.stats[update.arm]
+        stats.weight_sum += sign
+        stats.reward_sum += sign * update.reward
+        stats.gain += sign * update.reward / update.probability
+        if abs(stats.weight_sum) < 1e-9:  # a window emptied of this arm: no float residue
+            stats.weight_sum = stats.reward_sum = stats.gain = 0.0
 
     def snapshot(self) -> dict:
         p = self.probabilities()
         return {
             "policy": self.policy,
-            "arms": {a: {"pulls": s.pulls, "mean_reward": s.mean, "probability": p[a]} for a, s in self.stats.items()},
+            "config": {k: v for k, v in self.config.__dict__.items()},
+            "arms": {
+                a: {"pulls": s.pulls, "mean_reward": s.mean, "probability": p[a],
+                    "effective_pulls": s.weight_sum, "weight": float(w)}
+                for (a, s), w in zip(self.stats.items(), self._prior)
+            },
         }
 
 
-def _uniform(bandit: Bandit, pending: Counter) -> np.ndarray:
-    return np.full(len(bandit.arms), 1.0 / len(bandit.arms))
+def _argmax_masked(values: np.ndarray, mask: np.ndarray) -> int:
+    values = np.where(mask, values, -np.inf)
+    return int(np.argmax(values))
 
 
-def _ucb1(bandit: Bandit, pending: Counter) -> np.ndarray:
-    pulls = np.array([bandit.stats[a].pulls + pending[a] for a in bandit.arms], dtype=float)
-    if (pulls == 0).any():
-        # Untried arms first, in order: deterministic and cheap.
-        choice = np.zeros(len(pulls))
-        choice[int(np.argmax(pulls == 0))] = 1.0
+def _normalise(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = np.where(mask, weights, 0.0)
+    return weights / weights.sum()
+
+
+def _uniform(bandit: Bandit, pending: Counter, mask: np.ndarray) -> np.ndarray:
+    return _normalise(bandit._prior, mask)
+
+
+def _ucb1(bandit: Bandit, pending: Counter, mask: np.ndarray) -> np.ndarray:
+    pulls = np.array([bandit.stats[a].weight_sum + pending[a] for a in bandit.arms], dtype=float)
+    choice = np.zeros(len(pulls))
+    untried = mask & (pulls <= 0)
+    if untried.any():
+        # Untried arms first, the heaviest prior first, then in order: deterministic and cheap.
+        choice[_argmax_masked(np.where(untried, bandit._prior, -np.inf), untried)] = 1.0
         return choice
     means = np.array([bandit.stats[a].mean for a in bandit.arms])
-    values = means + bandit.exploration * np.sqrt(np.log(pulls.sum()) / pulls)
-    choice = np.zeros(len(pulls))
-    choice[int(np.argmax(values))] = 1.0
+    total = pulls[mask].sum()
+    bonus = bandit.config.exploration * np.sqrt(max(math.log(total), 0.0) / pulls)
+    choice[_argmax_masked(bandit._prior * (means + bonus), mask)] = 1.0
     return choice
 
 
-POLICIES = {"uniform": _uniform, "ucb1": _ucb1}
+def _exp3(bandit: Bandit, pending: Counter, mask: np.ndarray) -> np.ndarray:
+    k = int(mask.sum())
+    gamma = bandit.config.gamma
+    gains = np.array([bandit.stats[a].gain for a in bandit.arms])
+    logits = np.where(mask, (gamma / k) * gains + np.log(bandit._prior), -np.inf)
+    exploit = np.exp(logits - logits[mask].max())
+    exploit /= exploit.sum()
+    return (1.0 - gamma) * exploit + gamma * _normalise(bandit._prior, mask)
+
+
+_POLICIES: dict[str, Callable[[Bandit, Counter, np.ndarray], np.ndarray]] = {
+    "uniform": _uniform,
+    "ucb1": _ucb1,
+    "exp3": _exp3,
+}

@@ -22,9 +22,10 @@ from evo.evaluation import Evaluation, Evaluator, Probe
 from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
 from evo.measures import MEASURES
-from evo.operators import OPERATORS, Operator, Parent, render
+from evo.operators import OPERATORS, Operator, Parent, render, render_reflection
 from evo.parse import ParseError, parse_answer
 from evo.progress import Progress
+from evo.reflection import compare
 from evo.search_state import SearchState
 from evo.settings import Settings
 from evo.store import CandidateRecord, Store
@@ -42,6 +43,14 @@ class Plan:
     operator: str
     parents: tuple[int, ...]
     request: Request
+
+
+@dataclass(frozen=True)
+class Reflection:
+    """What an operator's prompt shows as its reflection, and its terms for the offline model."""
+
+    text: str = ""
+    hints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,41 +125,103 @@ class Engine:
     # ---- planning -------------------------------------------------------------------
     def _plan(self, state: SearchState, ids: range, batch: int) -> list[Plan]:
         pending: Counter = Counter()
-        plans = []
+        available = state.available_arms()
+        chosen: list[tuple[int, Operator, list[Parent]]] = []
         for cid in ids:
             rng = np.random.default_rng([self.settings.seed, cid])
-            operator = self._choose_operator(state, rng, pending)
-            pending[operator.name] += 1
-            parents = self._choose_parents(state, operator, rng)
-            plans.append(Plan(cid, batch, operator.name, tuple(p.cid for p in parents),
-                              self._request(operator, parents, cid)))
-        return plans
+            arm = self._choose_operator(state, rng, pending, available)
+            pending[arm] += 1
+            operator = OPERATORS[arm.split("@")[0]]
+            chosen.append((cid, operator, self._choose_parents(state, operator, rng)))
+        reflections = self._reflect(state, chosen, ids.start)
+        return [Plan(cid, batch, operator.name, tuple(p.cid for p in parents),
+                     self._request(operator, parents, cid, reflections.get(cid, Reflection())))
+                for cid, operator, parents in chosen]
 
-    def _choose_operator(self, state: SearchState, rng: np.random.Generator, pending: Counter) -> Operator:
-        name = state.bandit.choose(rng, pending)
-        operator = OPERATORS[name]
-        if operator.source == "failed" and not state.failed:
-            # Nothing to repair yet: the pull goes to the mutation that needs one elite.
-            return OPERATORS["m1"]
-        return operator
+    def _choose_operator(self, state: SearchState, rng: np.random.Generator, pending: Counter,
+                         available: tuple[str, ...]) -> str:
+        """The bandit's arm, among those whose operator can work now (a repair needs a
+        failure; a crossover needs two elites)."""
+        return state.bandit.choose(rng, pending, available)
 
     def _choose_parents(self, state: SearchState, operator: Operator, rng: np.random.Generator) -> list[Parent]:
+        if operator.source == "none":
+            return []
         if operator.source == "failed":
+            # One of the five most recent failures: recent code is closest to today's elites.
             ids = [state.failed[-1 - int(rng.integers(min(5, len(state.failed))))]]
+        elif operator.source == "best":
+            best = state.archive.best()
+            ids = [] if best is None else [best.cid]
         else:
-            ids = state.select(operator.arity, rng, self.settings.selection, self.settings.tournament_size)
+            rule = self.settings.operator_choice(operator.name).selection or self.settings.selection
+            ids = state.select(operator.arity, rng, rule, self.settings.tournament_size)
+            if operator.source == "ranked":  # better first, as ReEvo's comparison reads them
+                ids.sort(key=lambda i: (state.records[i].score, i))
         return [self._parent(state.records[i]) for i in ids]
 
     @staticmethod
     def _parent(record: CandidateRecord) -> Parent:
         return Parent(record.id, record.thought, record.code, record.score, record.error)
 
-    def _request(self, operator: Operator, parents: list[Parent], cid: int) -> Request:
+    def _reflect(self, state: SearchState, chosen: list[tuple[int, Operator, list[Parent]]],
+                 start: int) -> dict[int, Reflection]:
+        """ReEvo's reflections for the batch's crossovers (short-term: the two parents
+        compared) and elitist mutations (long-term: the run's lessons so far).
+
+        Each is first computed from the code and the run (evo.reflection): a pure function
+        of the committed candidates. The offline model acts on that. A real LLM is shown it
+        as evidence and asked for its own reflection: an extra request, cached like any
+        other, whose ``sample`` is negative so that it never collides with a candidate's
+        (-2 cid - 1 for a crossover's, -2 start - 2 for the batch's long-term one).
+        """
+        computed: dict[int, Reflection] = {}
+        asks: dict[int, Request] = {}
+        lessons = None
+        for cid, operator, parents in chosen:
+            if operator.reflection == "short" and len(parents) == 2:
+                better, worse = parents
+                comparison = compare(better.code, worse.code)
+                computed[cid] = Reflection(comparison.text(better.score, worse.score), comparison.better_only)
+                if not self._offline:
+                    asks[cid] = Request(
+                        render_reflection("short", self.problem.description, self.problem.score_name, parents,
+                                          computed[cid].text),
+                        "reflect_short", tuple(p.code for p in parents), -2 * cid - 1)
+            elif operator.reflection == "long":
+                if lessons is None:
+                    lessons = state.memory.lessons()
+                computed[cid] = Reflection(lessons.text(), lessons.hints)
+                if not self._offline and lessons.observed and -1 not in asks:
+                    top = [self._parent(state.records[e.cid]) for e in state.archive.elites()[:3]]
+                    asks[-1] = Request(
+                        render_reflection("long", self.problem.description, self.problem.score_name, top,
+                                          lessons.text()),
+                        "reflect_long", tuple(p.code for p in top), -2 * start - 2)
+        if not asks:
+            return computed
+        with ThreadPoolExecutor(min(len(asks), self.settings.llm_concurrency), "reflect") as pool:
+            answers = dict(zip(asks, pool.map(self.backend.complete, asks.values())))
+        for cid, operator, _ in chosen:
+            key = cid if operator.reflection == "short" else -1
+            answer = answers.get(key)
+            # A failed reflection request leaves the computed reflection in the prompt.
+            if answer is not None and answer.ok and answer.text.strip() and cid in computed:
+                computed[cid] = Reflection(answer.text.strip(), computed[cid].hints)
+        return computed
+
+    @property
+    def _offline(self) -> bool:
+        return self.settings.llm.get("backend") == "offline"
+
+    def _request(self, operator: Operator, parents: list[Parent], cid: int,
+                 reflection: Reflection) -> Request:
         messages = render(operator, self.problem.description, self.problem.signature,
-                          self.problem.score_name, parents)
+                          self.problem.score_name, parents, reflection.text)
         # An operator without parents still gives the offline model a skeleton to fill.
         codes = tuple(p.code for p in parents) or (self.problem.seed_code,)
-        return Request(messages=messages, operator=operator.name, parents=codes, sample=cid)
+        return Request(messages=messages, operator=operator.name, parents=codes, sample=cid,
+                       hints=reflection.hints)
 
     # ---- one batch ------------------------------------------------------------------
     def _run_batch(self, state: SearchState, plans: list[Plan], llm_pool: ThreadPoolExecutor,

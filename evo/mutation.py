@@ -40,10 +40,15 @@ class EditFailed(Exception):
 
 
 class Mutator:
-    def __init__(self, entry: str, vocabulary: tuple[str, ...], rng: np.random.Generator):
+    """Edits driven by one generator. ``hints`` are terms a reflection favours: new leaves
+    come from them half of the time, and ``crossover`` leaves them in place."""
+
+    def __init__(self, entry: str, vocabulary: tuple[str, ...], rng: np.random.Generator,
+                 hints: tuple[str, ...] = ()):
         self.entry = entry
         self.vocabulary = tuple(vocabulary)
         self.rng = rng
+        self.hints = tuple(h for h in hints if _parses(h))
 
     # ---- the edits -----------------------------------------------------------------
     def perturb_constant(self, code: str) -> Edit:
@@ -135,7 +140,11 @@ class Mutator:
         tree, sites = self._sites(code)
         _, donor_sites = self._sites(donor)
         gift = copy.deepcopy(self._pick_node(donor_sites))
-        node = self._pick_node(sites)
+        # The reflection's terms are why this parent is the better one: keep them whole.
+        keep = {ast.dump(_expr(h)) for h in self.hints}
+        nodes = [n for site in sites for n in _walk_atoms(site) if isinstance(n, ast.expr)
+                 and not any(ast.dump(m) in keep for m in ast.walk(n))]
+        node = nodes[int(self.rng.integers(len(nodes)))] if nodes else self._pick_node(sites)
         _replace(tree, node, gift)
         return Edit(ast.unparse(tree), f"Took `{_short(gift)}` from the second parent in place of `{_short(node)}`.")
 
@@ -169,6 +178,8 @@ class Mutator:
         return _expr(f"({ast.unparse(left)}) {op} ({ast.unparse(right)})")
 
     def _leaf(self) -> ast.expr:
+        if self.hints and self.rng.random() < 0.5:
+            return _expr(self.hints[int(self.rng.integers(len(self.hints)))])
         if self.rng.random() < 0.15:
             return ast.Constant(float(_fmt(float(np.exp(self.rng.normal(0.0, 1.5))))))
         return _expr(self.vocabulary[int(self.rng.integers(len(self.vocabulary)))])
@@ -221,6 +232,14 @@ def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
 
 def _expr(source: str) -> ast.expr:
     return ast.parse(source, mode="eval").body
+
+
+def _parses(source: str) -> bool:
+    try:
+        _expr(source)
+    except SyntaxError:
+        return False
+    return True
 
 
 def _is_number(node: ast.AST) -> bool:

@@ -1,8 +1,19 @@
-"""Mutation operators: a prompt template, an arity and where the parents come from.
+"""Mutation operators: a prompt template, an arity and a rule for choosing the parents.
 
 The templates are text files in ``prompts/`` (``$name`` placeholders, so that code with
-braces needs no escaping). An operator's intent is in its template; its arity and its
-source of parents are here.
+braces needs no escaping). An operator's intent is in its template; its arity and where
+its parents come from are here:
+
+- ``archive``: elites chosen by the run's selection rule (``archive.selection``, or the
+  operator's own ``selection`` in config);
+- ``ranked``: like ``archive``, then shown better first (ReEvo's crossover compares a
+  better and a worse parent);
+- ``best``: the best elite (ReEvo's elitist mutation);
+- ``failed``: a recent candidate that failed, with its error (the repair operator);
+- ``none``: no parent (EoH's initialisation, i1).
+
+Reflections (ReEvo): ``crossover`` shows a short-term reflection comparing its two
+parents, ``elitist`` the run's long-term reflection (see evo.reflection).
 """
 from __future__ import annotations
 
@@ -17,23 +28,34 @@ from evo.llm.base import Message
 class Operator:
     name: str
     arity: int  # parents shown in the prompt
-    source: str  # "elites": chosen by the archive's selection rule; "failed": a recent failure
+    source: str  # none | archive | ranked | best | failed (see the module docstring)
+    reflection: str = ""  # "" | "short" | "long"
 
 
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
-        Operator("i1", 0, "elites"),
-        Operator("e1", 2, "elites"),
-        Operator("e2", 2, "elites"),
-        Operator("m1", 1, "elites"),
-        Operator("m2", 1, "elites"),
-        Operator("m3", 1, "elites"),
-        Operator("crossover", 2, "elites"),
-        Operator("elitist", 1, "elites"),
+        Operator("i1", 0, "none"),
+        Operator("e1", 2, "archive"),
+        Operator("e2", 2, "archive"),
+        Operator("m1", 1, "archive"),
+        Operator("m2", 1, "archive"),
+        Operator("m3", 1, "archive"),
+        Operator("crossover", 2, "ranked", reflection="short"),
+        Operator("elitist", 1, "best", reflection="long"),
         Operator("fix", 1, "failed"),
     )
 }
+
+
+@dataclass(frozen=True)
+class OperatorChoice:
+    """An enabled operator as configured: its prior weight for the bandit and, optionally,
+    a selection rule of its own for its parents from the archive."""
+
+    name: str
+    weight: float = 1.0
+    selection: str | None = None  # None: the run's archive.selection
 
 
 @dataclass(frozen=True)
@@ -51,23 +73,43 @@ def template(name: str) -> Template:
     return Template(resources.files("prompts").joinpath(f"{name}.txt").read_text())
 
 
-def render(operator: Operator, task: str, signature: str, score_name: str, parents: list[Parent],
-           reflection: str = "") -> tuple[Message, ...]:
-    """The chat messages that ask for one new candidate."""
-    shown = "\n".join(
+def render_parents(parents: list[Parent]) -> str:
+    return "\n".join(
         template("parent").substitute(
             number=i + 1, thought=p.thought or "(no description)", code=p.code.strip(),
             score="failed" if p.score is None else f"{p.score:.4f}",
         )
         for i, p in enumerate(parents)
     )
+
+
+def render(operator: Operator, task: str, signature: str, score_name: str, parents: list[Parent],
+           reflection: str = "") -> tuple[Message, ...]:
+    """The chat messages that ask for one new candidate."""
     user = template(operator.name).safe_substitute(
         task=task.strip(),
         count=len(parents),
-        parents=shown,
+        parents=render_parents(parents),
         score_name=score_name,
-        reflection=reflection or "(none yet)",
+        reflection=reflection.strip() or "(none yet)",
         error=parents[0].error if parents else "",
         format=template("format").safe_substitute(signature=signature),
     )
+    return _chat(user)
+
+
+def render_reflection(kind: str, task: str, score_name: str, parents: list[Parent], evidence: str) -> tuple[Message, ...]:
+    """The chat messages that ask an LLM for a reflection (ReEvo): ``kind`` is "short"
+    (compare a better and a worse parent) or "long" (lessons of the run so far).
+    ``evidence`` is the computed reflection (evo.reflection), given as facts to reason from."""
+    user = template(f"reflect_{kind}").safe_substitute(
+        task=task.strip(),
+        parents=render_parents(parents),
+        score_name=score_name,
+        evidence=evidence.strip() or "(no evidence yet)",
+    )
+    return _chat(user)
+
+
+def _chat(user: str) -> tuple[Message, ...]:
     return (Message("system", template("system").template.strip()), Message("user", user.strip()))

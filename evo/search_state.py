@@ -1,23 +1,31 @@
 """Everything the search derives from the committed candidates.
 
-The archive, the bandit, the hash tables and the statistics are a pure function of the
+The archive, the bandit, the hash tables, the parents' offspring statistics (for
+curiosity selection) and the long-term reflection's memory are a pure function of the
 candidates in the store, applied in id order. The live run and a rebuild from the store
 go through the same ``tell``, so a resumed run continues from exactly the state it left.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evo.archive import Archive, MeasureAxis
-from evo.bandit import Bandit
+from evo.bandit import Bandit, BanditConfig
+from evo.operators import OPERATORS
+from evo.reflection import Memory
 from evo.store import CandidateRecord
 
 if TYPE_CHECKING:
     from evo.settings import Settings
     from evo.store import Store
+
+SELECTION_RULES = ("uniform", "tournament", "curiosity")
+# Statuses whose code ran and failed: candidates the repair operator can work on.
+_REPAIRABLE = ("invalid", "timeout", "memory", "crashed", "forbidden", "error")
 
 
 @dataclass(frozen=True)
@@ -36,20 +44,35 @@ class Told:
 class SearchState:
     archive: Archive
     bandit: Bandit
+    memory: Memory
+    reward: str = "improvement"
     records: dict[int, CandidateRecord] = field(default_factory=dict)
     by_syntax: dict[str, int] = field(default_factory=dict)
     by_function: dict[str, int] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
+    children: Counter = field(default_factory=Counter)  # parent id -> children evaluated
+    successes: Counter = field(default_factory=Counter)  # parent id -> children that entered the archive
+    # The bandit's probabilities as they were when the current batch was planned (EXP3
+    # weighs a reward by the chance its arm had), and which batch that was.
+    _batch: int | None = None
+    _planned: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
-              policy: str) -> "SearchState":
-        return cls(Archive(axes, qd_reference), Bandit(arms, policy))
+              bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None) -> "SearchState":
+        config = bandit if isinstance(bandit, BanditConfig) else BanditConfig(policy=bandit)
+        return cls(Archive(axes, qd_reference), Bandit(arms, config, dict(weights or {})), Memory(),
+                   reward=config.reward)
+
+    @classmethod
+    def for_settings(cls, settings: "Settings") -> "SearchState":
+        return cls.empty(settings.axes, settings.qd_reference, settings.arms, settings.bandit,
+                         settings.arm_weights)
 
     @classmethod
     def from_store(cls, store: "Store", settings: "Settings", below: int | None = None) -> "SearchState":
         """The state after the committed candidates with id < ``below`` (all by default)."""
-        state = cls.empty(settings.axes, settings.qd_reference, settings.operators, settings.bandit_policy)
+        state = cls.for_settings(settings)
         for record in store.candidates(below=below):
             state.tell(record)
         return state
@@ -60,12 +83,18 @@ class SearchState:
 
     def tell(self, record: CandidateRecord) -> Told:
         """Apply one finished candidate; ``record``'s archive fields are ignored and recomputed."""
+        if record.batch != self._batch:
+            # The first candidate of a batch: the state is the one its plan was made from.
+            self._batch = record.batch
+            self._planned = self.bandit.probabilities(self.available_arms())
+        qd_before = self.archive.qd_score
         status, cell = 0, None
         if record.status == "ok" and record.score is not None and record.measures is not None:
             status, cell = self.archive.add(record.id, record.score, record.measures)
-        reward = 1.0 if status > 0 else 0.0
+        reward = self._reward(status, self.archive.qd_score - qd_before)
         if record.operator in self.bandit.stats:
-            self.bandit.update(record.operator, reward)
+            self.bandit.update(record.operator, reward, self._planned.get(record.operator, 1.0))
+        self._learn_from(record, status)
         self.records[record.id] = record
         if record.syntactic_hash:
             self.by_syntax.setdefault(record.syntactic_hash, record.id)
@@ -77,11 +106,54 @@ class SearchState:
         return Told(status, cell, reward, None if best is None else best.score,
                     self.archive.coverage, self.archive.qd_score)
 
+    def _reward(self, status: int, qd_gain: float) -> float:
+        if self.reward == "qd_gain":
+            # The QD gain as a share of what one elite with a perfect score adds: a new
+            # cell is worth up to 1, a better elite the improvement of its score.
+            return min(max(qd_gain / self.archive.qd_reference, 0.0), 1.0)
+        return 1.0 if status > 0 else 0.0
+
+    def _learn_from(self, record: CandidateRecord, status: int) -> None:
+        """Offspring statistics for curiosity, and the long-term reflection's evidence."""
+        if record.status == "llm_failed" or not record.parents:
+            return  # no child was made: nothing to say about its parents
+        for parent in set(record.parents):
+            self.children[parent] += 1
+            self.successes[parent] += status > 0
+        first = self.records.get(record.parents[0])
+        if (record.status == "ok" and record.score is not None and first is not None
+                and first.status == "ok" and first.score is not None):
+            self.memory.observe(first.code, first.score, record.code, record.score)
+
+    # ---- what planning reads -----------------------------------------------------------
+    def available_arms(self) -> tuple[str, ...]:
+        """The arms whose operator can work now: a repair needs a failure, and an operator
+        that shows k parents needs k elites (a lone seed cannot be crossed)."""
+        elites = len(self.archive)
+        out = []
+        for arm in self.bandit.arms:
+            op = OPERATORS[arm.split("@")[0]]
+            if op.source == "failed":
+                ok = bool(self.failed)
+            elif op.source == "none":
+                ok = True
+            else:
+                ok = elites >= max(op.arity, 1)
+            if ok:
+                out.append(arm)
+        return tuple(out)
+
     def elite_ids(self) -> list[int]:
         return [e.cid for e in self.archive.elites()]
 
     def select(self, k: int, rng: np.random.Generator, rule: str, tournament: int) -> list[int]:
-        """k distinct elites (fewer if the archive holds fewer), by the selection rule."""
+        """k distinct elites (fewer if the archive holds fewer), by the selection rule:
+
+        - uniform: every elite alike (MAP-Elites' own rule: diversity first);
+        - tournament: the best of ``tournament`` elites drawn at random, k times;
+        - curiosity: in proportion to how often an elite's children entered the archive
+          (Laplace-smoothed, so an elite without children counts as one success in two).
+        """
         elites = self.archive.elites()
         if not elites:
             return []
@@ -96,7 +168,14 @@ class SearchState:
                 entrants = rng.choice(len(pool), size=min(tournament, len(pool)), replace=False)
                 chosen.append(pool.pop(int(min(entrants))))
             return [elites[i].cid for i in chosen]
-        raise ValueError(f"unknown selection rule {rule!r}")
+        if rule == "curiosity":
+            weights = np.array([self.curiosity(e.cid) for e in elites])
+            picks = rng.choice(len(elites), size=k, replace=False, p=weights / weights.sum())
+            return [elites[int(i)].cid for i in picks]
+        raise ValueError(f"unknown selection rule {rule!r}; choose from {', '.join(SELECTION_RULES)}")
+
+    def curiosity(self, cid: int) -> float:
+        return (self.successes[cid] + 1.0) / (self.children[cid] + 2.0)
 
     def code_hashes(self) -> dict[int, str]:
         return {cid: r.syntactic_hash or "" for cid, r in self.records.items()}

@@ -11,10 +11,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from evo.archive import MeasureAxis
-from evo.bandit import POLICIES
+from evo.bandit import POLICY_NAMES, REWARDS, BanditConfig, arm_name
 from evo.errors import UserError
 from evo.measures import MEASURES
-from evo.operators import OPERATORS
+from evo.operators import OPERATORS, OperatorChoice
+from evo.search_state import SELECTION_RULES
 from sandbox import Limits
 
 
@@ -32,13 +33,13 @@ class Settings:
     workers: int
     batch_size: int
     budget: Budget
-    operators: tuple[str, ...]
+    operators: tuple[OperatorChoice, ...]  # the enabled operators, in config order
     selection: str
     tournament_size: int
     measures: tuple[str, ...]
     axes: tuple[MeasureAxis, ...]
     qd_reference: float
-    bandit_policy: str
+    bandit: BanditConfig
     limits: Limits
     replay_steps: int
     llm: dict[str, Any]
@@ -46,6 +47,26 @@ class Settings:
     max_consecutive_llm_failures: int
     probe_states: int  # 0 turns the functional hash off
     verify_rate: float
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        # One model today; with several, an arm per (operator, model) (see arm_name).
+        return tuple(arm_name(op.name) for op in self.operators)
+
+    @property
+    def arm_weights(self) -> dict[str, float]:
+        return {arm_name(op.name): op.weight for op in self.operators}
+
+    @property
+    def operator_names(self) -> tuple[str, ...]:
+        return tuple(op.name for op in self.operators)
+
+    def operator_choice(self, name: str) -> OperatorChoice:
+        return next(op for op in self.operators if op.name == name)
+
+    @property
+    def bandit_policy(self) -> str:
+        return self.bandit.policy
 
 
 def read_settings(cfg: DictConfig) -> Settings:
@@ -60,14 +81,14 @@ def read_settings(cfg: DictConfig) -> Settings:
             cost_usd=_optional(budget, "cost_usd", float, "budget"),
             wall_time_s=_optional(budget, "wall_time_s", float, "budget"),
         ),
-        operators=tuple(cfg.operators),
+        operators=_operators(cfg.get("operators")),
         selection=str(cfg.archive.selection),
         tournament_size=_int(cfg.archive, "tournament_size", minimum=1, where="archive"),
         measures=tuple(m.name for m in cfg.archive.measures),
         axes=tuple(MeasureAxis(str(m.name), int(m.bins), float(m.range[0]), float(m.range[1]))
                    for m in cfg.archive.measures),
         qd_reference=float(cfg.problem.qd_reference),
-        bandit_policy=str(cfg.bandit.policy),
+        bandit=_bandit(cfg.bandit),
         limits=Limits(**OmegaConf.to_container(cfg.sandbox, resolve=True)),
         replay_steps=_int(cfg.evaluation, "replay_steps", minimum=0, where="evaluation"),
         llm=OmegaConf.to_container(cfg.llm, resolve=True),
@@ -82,23 +103,88 @@ def read_settings(cfg: DictConfig) -> Settings:
 
 
 def _check_choices(s: Settings) -> None:
-    unknown = [op for op in s.operators if op not in OPERATORS]
-    if unknown or not s.operators:
-        raise UserError(f"operators: unknown {unknown or '(none enabled)'}; choose from {', '.join(OPERATORS)}")
-    if s.selection not in ("uniform", "tournament"):
-        raise UserError(f"archive.selection must be uniform or tournament (got {s.selection!r})")
+    rules = " | ".join(SELECTION_RULES)
+    if s.selection not in SELECTION_RULES:
+        raise UserError(f"archive.selection must be one of {rules} (got {s.selection!r})")
+    for op in s.operators:
+        if op.selection is not None and op.selection not in SELECTION_RULES:
+            raise UserError(f"operators.{op.name}.selection must be one of {rules} or null (got {op.selection!r})")
     for axis in s.axes:
         if axis.name not in MEASURES:
             raise UserError(f"archive.measures: unknown measure {axis.name!r}; choose from {', '.join(MEASURES)}")
         if axis.bins < 1 or not axis.low < axis.high:
             raise UserError(f"archive.measures.{axis.name}: need bins >= 1 and range low < high")
-    if s.bandit_policy not in POLICIES:
-        raise UserError(f"bandit.policy must be one of {', '.join(POLICIES)} (got {s.bandit_policy!r})")
     if not 0.0 <= s.verify_rate <= 1.0:
         raise UserError(f"hashing.verify_rate must be within [0, 1] (got {s.verify_rate})")
     for name in ("wall_time_s", "cpu_time_s"):
         if getattr(s.limits, name) <= 0:
             raise UserError(f"sandbox.{name} must be positive")
+
+
+def _operators(node: Any) -> tuple[OperatorChoice, ...]:
+    """``operators:`` maps a name to ``{weight, selection}``; a weight of 0 disables the
+    operator. A plain list of names (all weights 1) is accepted too."""
+    if node is None:
+        raise UserError("operators: missing; e.g. operators: {m1: {weight: 1.0}}")
+    if OmegaConf.is_list(node) or isinstance(node, (list, tuple)):
+        entries = {str(name): {} for name in node}
+    elif OmegaConf.is_dict(node) or isinstance(node, dict):
+        entries = {}
+        for name, value in node.items():
+            if value is None:
+                value = {}
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = {"weight": value}  # shorthand: `m1: 2.0`
+            elif not (OmegaConf.is_dict(value) or isinstance(value, dict)):
+                raise UserError(f"operators.{name} must be a mapping like {{weight: 1.0}} (got {value!r})")
+            entries[str(name)] = value
+    else:
+        raise UserError(f"operators must be a mapping of operator names (got {node!r})")
+    unknown = [name for name in entries if name not in OPERATORS]
+    if unknown:
+        raise UserError(f"operators: unknown {', '.join(unknown)}; choose from {', '.join(OPERATORS)}")
+    out = []
+    for name, value in entries.items():
+        extra = sorted(set(value) - {"weight", "selection"})
+        if extra:
+            raise UserError(f"operators.{name}: unknown key(s) {', '.join(extra)}; use weight and selection")
+        weight = value.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise UserError(f"operators.{name}.weight must be a number >= 0 (got {weight!r})")
+        selection = value.get("selection")
+        if weight > 0:
+            out.append(OperatorChoice(name, float(weight), None if selection is None else str(selection)))
+    if not out:
+        raise UserError(f"operators: none enabled (every weight is 0); choose from {', '.join(OPERATORS)}")
+    return tuple(out)
+
+
+def _bandit(node: Any) -> BanditConfig:
+    known = {"policy", "exploration", "gamma", "discount", "window", "reward"}
+    extra = sorted(set(node) - known)
+    if extra:
+        raise UserError(f"bandit: unknown key(s) {', '.join(extra)}; known: {', '.join(sorted(known))}")
+    policy = str(node.get("policy"))
+    if policy not in POLICY_NAMES:
+        raise UserError(f"bandit.policy must be one of {', '.join(POLICY_NAMES)} (got {policy!r})")
+    reward = str(node.get("reward", "improvement"))
+    if reward not in REWARDS:
+        raise UserError(f"bandit.reward must be one of {', '.join(REWARDS)} (got {reward!r})")
+    values: dict[str, Any] = {"policy": policy, "reward": reward}
+    for key in ("exploration", "gamma", "discount"):
+        value = node.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"bandit.{key} must be a number (got {value!r})")
+        values[key] = float(value)
+    window = node.get("window")
+    if window is not None:
+        values["window"] = _int(node, "window", minimum=1, where="bandit")
+    try:
+        return BanditConfig(**values)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _int(node: Any, key: str, minimum: int, where: str = "") -> int:

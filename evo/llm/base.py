@@ -26,6 +26,9 @@ class Request:
     operator: str
     parents: tuple[str, ...]  # parents' code, in the order the prompt shows them
     sample: int
+    # The prompt's reflection in structured form (ReEvo's operators): scoring terms to
+    # favour. The offline model reads it; an LLM reads the same reflection in ``messages``.
+    hints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

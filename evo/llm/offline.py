@@ -49,7 +49,7 @@ class OfflineBackend:
         return Response(text=text, model=self.model, latency_s=time.perf_counter() - started)
 
     def _edit(self, request: Request, rng: np.random.Generator) -> Edit:
-        mutator = Mutator(self.entry, self.vocabulary, rng)
+        mutator = Mutator(self.entry, self.vocabulary, rng, request.hints)
         mix = _MIXES.get(request.operator, _MIXES["m1"])
         names = [name for name, _ in mix]
         weights = np.array([w for _, w in mix])
