@@ -64,7 +64,7 @@ def _hydra_app(overrides: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
 
     from evo.app import execute
-    from evo.sweep import MULTIRUN_FLAGS, announce, plan_sweep, report, run_job
+    from evo.sweep import MULTIRUN_FLAGS, launch, plan_sweep, run_job
 
     exit_codes: list[int] = []
     flags = [a for a in overrides if a.startswith("-")]
@@ -88,15 +88,11 @@ def _hydra_app(overrides: list[str]) -> int:
     sys.argv = ["evo run", *(sweep.overrides if sweep else overrides)]
     try:
         if sweep is not None:
-            announce(sweep)
+            return launch(sweep, task)
         task()
-    except KeyboardInterrupt:
-        if sweep is None:
-            raise
-        return report(sweep, interrupted=True)
     finally:
         sys.argv = saved
-    return report(sweep) if sweep is not None else max(exit_codes, default=0)
+    return max(exit_codes, default=0)
 
 
 def _remove_unstarted(run_dir: Path) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,6 +95,10 @@ def plan_sweep(overrides: list[str]) -> Sweep:
         HydraConfig.instance().cfg = saved
     if "'" in str(sweep_dir):
         raise UserError(f"the sweep folder {sweep_dir} must not contain a quote")
+    from evo.settings import read_settings
+
+    read_settings(cfg)  # a bad value shared by every job is refused before any job starts
+    _check_launcher(str(cfg.hydra.launcher.get("_target_", "")))
     pinned = [a for a in overrides if not a.startswith("hydra.sweep.dir=")]
     pinned.append(f"hydra.sweep.dir='{sweep_dir}'")
     launch = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -165,10 +170,51 @@ def outcomes(sweep: Sweep) -> list[Outcome]:
     return sorted(found, key=lambda o: o.num)
 
 
+def launch(sweep: Sweep, start: Callable[[], None]) -> int:
+    """Launch the sweep (``start`` runs Hydra's multirun), then report what each job did.
+
+    Hydra prints a launcher's errors (no ``srun``, a refused ``sbatch``, a job that died)
+    as a traceback and exits; with HYDRA_FULL_ERROR it raises them, and they become one
+    line here. Errors of evo's own code keep their traceback.
+    """
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+    from submitit.core.utils import FailedSubmissionError, UncompletedJobError
+
+    sys.stderr.write(f"sweep folder: {sweep.dir}\n")
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        start()
+    except KeyboardInterrupt:
+        _wait_for_writers(sweep.dir, timeout_s=60)
+        return report(sweep, interrupted=True)
+    except MissingConfigException as exc:
+        report(sweep)
+        group, _, value = (exc.missing_cfg_file or "").partition("/")
+        if exc.options:
+            raise UserError(f"unknown {group} {value!r}; available: {', '.join(exc.options)}") from None
+        raise UserError(_last_line(exc)) from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        report(sweep)
+        raise UserError(_last_line(exc)) from None
+    except (UncompletedJobError, FailedSubmissionError) as exc:
+        report(sweep)
+        raise UserError(f"the launcher failed: {_last_line(exc)} (jobs' logs: {sweep.dir / '.submitit'})") from None
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved
+    return report(sweep)
+
+
 def report(sweep: Sweep, interrupted: bool = False) -> int:
     """Print what each job of this launch did; return the sweep's exit code."""
     done = outcomes(sweep)
     out = sys.stderr
+    if not done and not interrupted:
+        return 0
     out.write(f"\nsweep folder: {sweep.dir}\n")
     width = max((len(_relative(o.run_dir, sweep.dir)) for o in done), default=0)
     for o in done:
@@ -183,8 +229,29 @@ def report(sweep: Sweep, interrupted: bool = False) -> int:
     return max((o.exit_code for o in done), default=0)
 
 
-def announce(sweep: Sweep) -> None:
-    sys.stderr.write(f"sweep folder: {sweep.dir}\n")
+def _check_launcher(target: str) -> None:
+    if target.endswith(".SlurmLauncher") and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise UserError("hydra/launcher=submitit_slurm needs SLURM (sbatch and srun on PATH): launch the sweep"
+                        " from a login node of the cluster, or use hydra/launcher=submitit_local")
+
+
+def _wait_for_writers(sweep_dir: Path, timeout_s: float) -> None:
+    """After a Ctrl-C, the jobs of other processes commit what is in flight and stop; their
+    outcomes are worth waiting a little for."""
+    from evo.store import writer_active
+
+    deadline = time.monotonic() + timeout_s
+    runs = [p.parent for p in sweep_dir.rglob(STORE_NAME)]
+    while time.monotonic() < deadline and any(writer_active(r) for r in runs):
+        time.sleep(0.2)
+
+
+def _last_line(exc: BaseException) -> str:
+    """An error's most telling line: the last one of a job's traceback, or the first of a message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[-1] if any(line.startswith("Traceback") for line in lines) else lines[0]
 
 
 def _record(sweep: Sweep, outcome: Outcome) -> None:
