@@ -61,8 +61,17 @@ def summarise(run: Run, compute_tests: bool) -> dict[str, Any]:
         "counts": _counts(records),
         "dedup": _dedup(run.state.records),
         "llm": _llm(run, records),
-        "bandit": run.state.bandit.snapshot(),
+        "bandit": _bandit(run),
     }
+
+
+def _bandit(run: Run) -> dict[str, Any]:
+    """The documented keys of the bandit's snapshot (policy-specific extras stay out of
+    the stable JSON)."""
+    snapshot = run.state.bandit.snapshot()
+    arms = {arm: {"pulls": stats["pulls"], "mean_reward": stats["mean_reward"], "probability": stats["probability"]}
+            for arm, stats in snapshot["arms"].items()}
+    return {"policy": snapshot["policy"], "arms": arms}
 
 
 def _cells(run: Run) -> int:

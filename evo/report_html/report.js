@@ -314,7 +314,8 @@
     document.getElementById("bandit-table").append(
       table(["operator", "pulls", "mean reward", "probability"],
         arms.map((a) => [a, b.arms[a].pulls, fmt(b.arms[a].mean_reward, 3), fmt(b.arms[a].probability, 3)])),
-      el("p", {class: "muted", text: "policy: " + b.policy + "; reward: the candidate improved the archive"}));
+      el("p", {class: "muted", text: "policy: " + b.policy + ". The chart shows each operator's plain mean reward;" +
+        " the table shows the bandit's own estimate, which a discounting policy may weigh differently."}));
   }
   function llm() {
     const c = data.series, xs = c.id.map((i) => i + 1);
