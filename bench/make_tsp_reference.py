@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="elkai runs per instance")
     parser.add_argument("--sets", nargs="*", default=list(ALIASES), help="aliases or random-KxN-seedS")
     args = parser.parse_args()
-    out = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+    out = {}
     for name in args.sets:
         spec = ALIASES.get(name, name)
         m = _RANDOM.match(spec)
@@ -71,7 +71,9 @@ def main() -> None:
         }
         print(f"{spec:<24} mean reference length {np.mean(lengths):.4f}  ({time.perf_counter() - t0:.1f} s)",
               flush=True)
-    REFERENCE.write_text(json.dumps(out, indent=None, separators=(",", ":")) + "\n")
+    merged = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}  # keep other sets
+    merged.update(out)
+    REFERENCE.write_text(json.dumps(dict(sorted(merged.items())), indent=None, separators=(",", ":")) + "\n")
     print(f"wrote {REFERENCE}")
 
 

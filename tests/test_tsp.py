@@ -150,8 +150,7 @@ def test_replay_round_trip(problem):
     far = lambda c, d, u, m: u[np.argmax(m[c][u])]  # noqa: E731
     assert harness.decide(far, rep.states) != list(rep.expected)
     # a forged tour (a valid permutation the heuristic did not build) fails the replay
-    forged = [t.copy() for t in tours]
-    forged[0][1:-1] = forged[0][1:-1][::-1]
+    forged = [np.r_[0, t[-2:0:-1], 0] for t in tours]  # every tour reversed
     rep = problem.replay(ds, forged, 30, seed=3)
     assert harness.decide(nearest, rep.states) != list(rep.expected)
 
