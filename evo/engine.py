@@ -233,8 +233,10 @@ class Engine:
         # In id order, decide which drafts are new and start their evaluations; the
         # decision sees the batch's earlier candidates, so it never depends on timing.
         seen_syntax = {r.syntactic_hash for r in committed.values() if r and r.syntactic_hash}
+        # Only first occurrences (no dedup): a collision has its hash too, but the batch's
+        # later twins are compared with the first of their kind, resumed or not.
         seen_function = {r.functional_hash: r.id for r in committed.values()
-                         if r and r.functional_hash and r.equivalent_to is None}
+                         if r and r.functional_hash and r.dedup is None}
         ready: dict[int, Draft] = {}
         twins: dict[int, int] = {}
         evaluations: dict[int, Future[Evaluation]] = {}
