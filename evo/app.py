@@ -267,8 +267,6 @@ def _apply_override(cfg: DictConfig, override: str) -> None:
     current = OmegaConf.select(cfg, key, default=missing)
     if current is missing:
         raise UserError(f"unknown config key {key!r}")
-    if isinstance(current, DictConfig):
-        raise UserError(f"{key} is a group of settings; override its keys one by one")
     if text.startswith("+"):
         if current is None:
             raise UserError(f"{key} has no limit to extend; give it a value ({key}=N) instead of +N")

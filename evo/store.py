@@ -171,7 +171,7 @@ class Store:
         if path.exists():
             raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
         store = cls(path, _connect(path), writable=True)
-        store._db.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file
+        _tune_writer(store._db)
         with store._db:
             store._db.executescript(_SCHEMA)
             store._db.executemany(
@@ -190,7 +190,7 @@ class Store:
         try:
             store._check_schema()
             store._check_integrity()
-            store._db.execute("PRAGMA journal_mode=WAL")
+            _tune_writer(store._db)
         except BaseException:
             store.close()
             raise
@@ -216,7 +216,9 @@ class Store:
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             version = self.meta().get("schema_version") if "meta" in tables else None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path} is not a readable evo run store ({exc})") from None
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_CORRUPT":
+                raise UserError(_damaged(self.path, str(exc))) from None
+            raise UserError(f"{self.path} is not an evo run store ({exc})") from None
         if version is None:
             raise UserError(f"{self.path} is not an evo run store (no schema version)")
         if not version.isdigit():
@@ -236,7 +238,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             problems = [str(exc)]
         if problems != ["ok"]:
-            raise UserError(f"{self.path} is damaged (truncated or corrupt: {problems[0]}); it cannot be resumed")
+            raise UserError(_damaged(self.path, problems[0]))
 
     def config_yaml(self) -> str | None:
         """The run's resolved config as YAML: what ``evo resume`` continues with."""
@@ -324,15 +326,17 @@ class Store:
 
 def _connect(path: Path, uri: str | None = None) -> sqlite3.Connection:
     try:
-        connection = sqlite3.connect(uri or path, timeout=30, check_same_thread=False,
-                                     isolation_level="DEFERRED", uri=uri is not None)
-        # WAL (set once, at creation) lets readers (inspect, report) work while the run
-        # writes. synchronous=NORMAL in WAL mode survives any process kill; only an OS
-        # crash could drop the last commits.
-        connection.execute("PRAGMA synchronous=NORMAL")
-    except sqlite3.DatabaseError as exc:
+        return sqlite3.connect(uri or path, timeout=30, check_same_thread=False, isolation_level="DEFERRED",
+                               uri=uri is not None)
+    except sqlite3.DatabaseError as exc:  # e.g. a folder where the file should be
         raise UserError(f"{path} cannot be opened as a run store ({exc})") from None
-    return connection
+
+
+def _tune_writer(connection: sqlite3.Connection) -> None:
+    # WAL lets readers (inspect, report) work while the run writes. synchronous=NORMAL in
+    # WAL mode survives any process kill; only an OS crash could drop the last commits.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 @contextmanager
@@ -381,6 +385,11 @@ def writer_active(run_dir: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def _damaged(path: Path, problem: str) -> str:
+    return (f"{path} is damaged (truncated or corrupt: {problem.splitlines()[0]}); it cannot be used."
+            " A copy cut short? Copy the run folder again, with its run.sqlite-wal file if there is one")
 
 
 def _existing_store(run_dir: Path) -> Path:
