@@ -29,12 +29,14 @@ class Parsed:
 
 MAX_THOUGHT = 400  # characters kept of the thought
 MAX_CODE = 200_000  # characters of code we are willing to parse
+MAX_BLOCKS = 100  # python code blocks in one answer
 
 _TAGS = r"(?:think|thinking|reasoning)"
 _THINK = re.compile(rf"<{_TAGS}>.*?(?:</{_TAGS}>|\Z)", re.DOTALL | re.IGNORECASE)
 _THINK_OPEN = re.compile(rf"<{_TAGS}>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(rf"</{_TAGS}>", re.IGNORECASE)
-_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*([\w+.-]*)[^\n`]*\n(.*?)(?:\1(?![`~])|\Z)", re.DOTALL)
+_FENCE_MARK = re.compile(r"`{3,}|~{3,}")
+_LANG = re.compile(r"[ \t]*([\w+.-]*)")
 _PYTHON_TAGS = ("", "python", "py", "python3", "py3", "ipython", "numpy")
 _BRACED = re.compile(r"\{([^{}]{3,2000})\}")
 # A line that can open or continue top-level code outside a fence.
@@ -55,6 +57,9 @@ def parse_answer(text: str, entry: str, n_args: int) -> Parsed:
 # --- thinking ---------------------------------------------------------------------------
 
 def _strip_thinking(text: str) -> str:
+    lowered = text.lower()
+    if "think" not in lowered and "reasoning" not in lowered:
+        return text.strip()  # (a fast path: the tag regexes ignore case, which is slow)
     close = list(_THINK_CLOSE.finditer(text))
     opened = _THINK_OPEN.search(text)
     if close and (opened is None or opened.start() > close[0].start()):
@@ -79,11 +84,18 @@ class _Block:
 def _extract_code(text: str, entry: str) -> tuple[str, str]:
     """The code, and the prose that is left for the thought."""
     blocks: list[_Block] = []
-    for m in _FENCE.finditer(text):
-        if m.group(2).lower() in _PYTHON_TAGS:
-            closed = m.end() < len(text) or text.rstrip().endswith(m.group(1))
-            blocks.append(_Block(textwrap.dedent(m.group(3)), closed))
-    prose = _FENCE.sub("\n", text)
+    prose_parts: list[str] = []
+    at = 0
+    for start, end, lang, body, closed in _fences(text):
+        prose_parts.append(text[at:start])
+        at = end
+        if lang.lower() in _PYTHON_TAGS:
+            if len(blocks) >= MAX_BLOCKS:
+                raise ParseError(f"more than {MAX_BLOCKS} code blocks; expected one")
+            if len(body) > MAX_CODE:
+                raise ParseError(f"the code is {len(body)} characters long, more than {MAX_CODE}")
+            blocks.append(_Block(textwrap.dedent(body), closed))
+    prose = "\n".join(prose_parts + [text[at:]])
     defines = re.compile(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(entry)}[ \t]*\(", re.M)
     defining = [b for b in blocks if defines.search(b.body)]
     if defining:
@@ -99,6 +111,42 @@ def _extract_code(text: str, entry: str) -> tuple[str, str]:
         # Blocks, none defining the entry: report on the last one.
         return _checked_syntax(blocks[-1]), prose
     raise ParseError(f"no Python code found (expected a function `{entry}`)")
+
+
+def _fences(text: str):
+    """(start, end, language, body, closed) of each fenced block, in order. A scan with
+    ``str.find`` rather than one regular expression: linear, and fast on megabytes."""
+    pos = 0
+    while True:
+        m = _next_mark(text, pos)
+        if m is None:
+            return
+        mark = m.group()
+        newline = text.find("\n", m.end())
+        if newline < 0:
+            return  # an opening mark needs a line after it
+        info = text[m.end():newline]
+        if "`" in info:
+            # ```inline``` code: only the line's last run of marks may open a block.
+            last = info.rfind("```")
+            pos = m.end() + last if last > 0 else newline + 1
+            continue
+        close = text.find(mark[:3], newline + 1)
+        while close >= 0 and text.startswith(mark[0], close + 3) and len(mark) == 3:
+            close = text.find(mark[:3], close + 4)  # a longer run of marks does not close it
+        if close < 0:
+            yield m.start(), len(text), _LANG.match(info).group(1), text[newline + 1:], False
+            return
+        yield m.start(), close + 3, _LANG.match(info).group(1), text[newline + 1:close], True
+        pos = close + 3
+        while pos < len(text) and text[pos] == mark[0]:
+            pos += 1
+
+
+def _next_mark(text: str, pos: int) -> re.Match | None:
+    # str.find is a fast literal scan; a regex alternation would test every position.
+    starts = [i for i in (text.find("```", pos), text.find("~~~", pos)) if i >= 0]
+    return _FENCE_MARK.match(text, min(starts)) if starts else None
 
 
 def _checked_syntax(block: _Block) -> str:
@@ -126,8 +174,11 @@ def _unfenced(prose: str, entry: str, defines: re.Pattern) -> tuple[str, str] | 
     first = start_line
     while first > 0 and _is_code_line(lines[first - 1]):
         first -= 1
-    last = start_line + 1
+    last, size = start_line + 1, 0
     while last < len(lines) and _is_code_line(lines[last]):
+        size += len(lines[last]) + 1
+        if size > MAX_CODE:
+            raise ParseError(f"the code is more than {MAX_CODE} characters long")
         last += 1
     while first < start_line and not lines[first].strip():
         first += 1

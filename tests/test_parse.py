@@ -187,7 +187,7 @@ def test_two_megabyte_answer_is_fast():
     text = huge_answer()
     start = time.perf_counter()
     p = parse(text)
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 1.0
     assert p.code == heuristic_code(1) and len(p.thought) <= MAX_THOUGHT
 
 
@@ -206,7 +206,7 @@ def test_megabytes_of_code_are_refused_quickly(fence):
     start = time.perf_counter()
     with pytest.raises(ParseError, match="characters long"):
         parse(text)
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 1.5
 
 
 def test_long_but_reasonable_unfenced_code():
@@ -225,3 +225,25 @@ def test_parsed_code_always_compiles_and_defines_entry():
         code = parse(heuristic_answer(n)).code
         compile(code, "<c>", "exec")
         assert any(isinstance(x, ast.FunctionDef) and x.name == "priority" for x in ast.parse(code).body)
+
+
+@pytest.mark.parametrize("text", [
+    "~~~ ``` " * 250_000,  # marks without a line after them
+    "```" * 700_000,
+    "```\n" * 300_000,  # empty blocks
+    "<think>" + "x" * 2_000_000,
+    "<THINK>" + "x" * 2_000_000 + "</think>\n```python\n" + SIMPLE + "```",
+    "{" * 2_000_000,
+    "def priority(item, bins):\n" + "    (\n" * 300_000,
+])
+def test_pathological_megabytes_stay_linear(text):
+    start = time.perf_counter()
+    try:
+        parse(text)
+    except ParseError:
+        pass
+    assert time.perf_counter() - start < 1.5
+
+
+def test_inline_backticks_before_the_block():
+    assert parse("Use ```np.argmax``` style. ```python\n" + SIMPLE + "```").code == SIMPLE
