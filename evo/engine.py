@@ -21,6 +21,7 @@ import numpy as np
 from evo.evaluation import Evaluation, Evaluator, Probe
 from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
+from evo.llm.retry import is_provider_failure
 from evo.measures import MEASURES
 from evo.operators import OPERATORS, Operator, Parent, render, render_reflection
 from evo.parse import ParseError, parse_answer
@@ -77,6 +78,7 @@ class Engine:
         self.progress = progress
         self.train: Dataset = problem.train_set()
         self.stop_requested = threading.Event()
+        self._provider_failures = 0
         self._started = time.monotonic()
         self._elapsed_before = float(store.get_state("elapsed_s") or 0.0)
 
@@ -259,7 +261,6 @@ class Engine:
                 if not self._verify_twin(plan.cid):
                     continue
             evaluations[plan.cid] = eval_pool.submit(self.evaluator.evaluate, draft.code, self.train)
-        failures = 0
         for plan in plans:
             if committed[plan.cid] is not None:
                 state.tell(committed[plan.cid])
@@ -268,9 +269,14 @@ class Engine:
                 return "interrupted"
             record = self._finish(state, ready[plan.cid], evaluations.get(plan.cid), twins.get(plan.cid))
             self._commit(record, state)
-            failures = failures + 1 if record.status == "llm_failed" else 0
-            if failures >= self.settings.max_consecutive_llm_failures:
-                return f"llm: {failures} requests in a row failed; last error: {record.error}"
+            # Counted across batches: a provider that refuses every request (a wrong key, a
+            # wrong URL) stops the run instead of burning its budget on errors. A per-prompt
+            # failure (an empty answer, a rejected request) does not count.
+            failing = record.status == "llm_failed" and is_provider_failure(record.error)
+            self._provider_failures = self._provider_failures + 1 if failing else 0
+            if self._provider_failures >= self.settings.max_consecutive_llm_failures:
+                return (f"llm: {self._provider_failures} requests in a row failed; "
+                        f"last error: {record.error}")
         return ""
 
     def _verify_twin(self, cid: int) -> bool:
