@@ -186,13 +186,15 @@ def _print(s: dict[str, Any]) -> None:
 
 
 def _budget_text(key: str, item: dict[str, float | None]) -> str:
-    label = {"evaluations": "evaluations", "llm_calls": "llm calls", "cost_usd": "cost $",
-             "wall_time_s": "wall s"}[key]
-    used = item["used"]
-    shown = f"{used:.4g}" if isinstance(used, float) else str(used)
+    label, shown = {
+        "evaluations": ("evaluations", lambda v: f"{v:g}"),
+        "llm_calls": ("llm calls", lambda v: f"{v:g}"),
+        "cost_usd": ("cost", lambda v: f"${v:.4f}"),
+        "wall_time_s": ("wall time", lambda v: f"{v:.0f} s"),
+    }[key]
     if item["limit"] is None:
-        return f"{label} {shown} (no limit)"
-    return f"{label} {shown}/{item['limit']:g} ({item['remaining']:.4g} left)"
+        return f"{label} {shown(item['used'])} (no limit)"
+    return f"{label} {shown(item['used'])}/{shown(item['limit'])} ({shown(item['remaining'])} left)"
 
 
 def _print_scores(console: Console, scores: dict[str, Any], best: dict[str, Any] | None) -> None:

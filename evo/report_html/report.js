@@ -86,9 +86,13 @@
       const cur = grid.get(key);
       if (!cur || e.score < cur.score || (e.score === cur.score && e.id < cur.id)) grid.set(key, e);
     }
-    const scores = data.elites.map((e) => e.score).filter((v) => v !== null);
-    const lo = Math.min(...scores), hi = Math.max(...scores);
-    const shade = (s) => (s === null ? "#999" : colorAt(hi > lo ? Math.log1p(s - lo) / Math.log1p(hi - lo) : 0));
+    // Colour by the score's rank among the elites: scores often span orders of magnitude
+    // (a broken heuristic next to a near-optimal one), and a linear or log scale would
+    // paint every good elite the same colour.
+    const scores = [...new Set(data.elites.map((e) => e.score).filter((v) => v !== null))].sort((a, b) => a - b);
+    const rank = new Map(scores.map((v, k) => [v, scores.length > 1 ? k / (scores.length - 1) : 0]));
+    const lo = scores[0], hi = scores[scores.length - 1], mid = scores[Math.floor((scores.length - 1) / 2)];
+    const shade = (s) => (s === null ? "#999" : colorAt(rank.get(s)));
     const size = Math.max(14, Math.min(40, Math.floor(520 / Math.max(nx, ny))));
     const left = 64, top = 10, bottom = 46;
     const width = left + nx * size + 16, height = top + ny * size + bottom + 34;
@@ -126,18 +130,20 @@
         transform: "rotate(-90 14 " + (top + ny * size / 2) + ")", text: axes[1].name}));
     }
     // The colour legend: log scale from the best elite's score to the worst's.
-    const gy = top + ny * size + 58, gw = Math.min(nx * size, 260);
+    const gy = top + ny * size + 58, gw = Math.min(nx * size - 60, 300);
     const defs = svg("defs");
     const grad = svg("linearGradient", {id: "evo-scale"});
     for (let k = 0; k <= 10; k++) grad.append(svg("stop", {offset: (k * 10) + "%", "stop-color": colorAt(k / 10)}));
     defs.append(grad);
     root.append(defs);
     root.append(svg("rect", {x: left, y: gy, width: gw, height: 8, fill: "url(#evo-scale)"}));
-    root.append(svg("text", {x: left, y: gy - 2, text: fmt(lo, 4) + " (best)"}));
-    root.append(svg("text", {x: left + gw, y: gy - 2, "text-anchor": "end", text: fmt(hi, 4) + " · log scale"}));
+    root.append(svg("text", {x: left, y: gy - 3, text: fmt(lo, 4) + " best"}));
+    root.append(svg("text", {x: left + gw / 2, y: gy - 3, "text-anchor": "middle", text: fmt(mid, 4)}));
+    root.append(svg("text", {x: left + gw, y: gy - 3, "text-anchor": "end", text: fmt(hi, 4)}));
+    root.append(svg("text", {x: left + gw + 8, y: gy + 8, text: "by rank"}));
     document.getElementById("heatmap").append(root);
-    let caption = data.elites.length + " elites in " + data.summary.archive.cells + " cells; colour: " + scoreName +
-      " (lower is better), ★ the best. Click a cell.";
+    let caption = data.elites.length + " elites in " + data.summary.archive.cells + " cells; colour: the elite's " +
+      scoreName + " by rank (lower is better, green is best), ★ the best. Click a cell.";
     if (axes.length > 2) caption += " Shown on the first two of " + axes.length + " measures: the best elite of each column.";
     if (axes.length === 1) caption += " One measure: one row.";
     document.getElementById("archive-caption").textContent = caption;
@@ -235,8 +241,9 @@
     if (!ys.length) { host.append(el("p", {class: "muted", text: "no data yet"})); return; }
     let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
     if (x1 === x0) x1 = x0 + 1;
-    if (y1 === y0) { y0 -= Math.abs(y0) * 0.05 || 1; y1 += Math.abs(y1) * 0.05 || 1; }
-    const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
+    if (y1 === y0 && opts.zero && y0 === 0) y1 = 1; // all zero (a free local model's cost, say)
+    else if (y1 === y0) { y0 -= Math.abs(y0) * 0.05 || 1; y1 += Math.abs(y1) * 0.05 || 1; }
+    const pad = (y1 - y0) * 0.06; y0 = opts.zero && y0 >= 0 && y0 - pad < 0 ? 0 : y0 - pad; y1 += pad;
     if (opts.zero && y0 > 0 && y0 < (y1 - y0)) y0 = 0;
     const px = (x) => L + (x - x0) / (x1 - x0) * (W - L - R), py = (y) => T + (y1 - y) / (y1 - y0) * (H - T - B);
     const yTicks = niceTicks(y0, y1, 5), xTicks = niceTicks(x0, x1, 6);
@@ -332,7 +339,9 @@
   function dedupAndStatus() {
     const counts = data.summary.counts.by_status;
     const total = Object.values(counts).reduce((a, b) => a + b, 0) || 1;
-    const order = ["ok", "equivalent", "invalid", "timeout", "memory", "crashed", "forbidden", "error", "llm_failed"];
+    const STATUS_COLORS = {ok: "#2a9d8f", equivalent: "#8ecae6", invalid: "#e9c46a", timeout: "#f4a261", memory: "#e76f51",
+      crashed: "#d62828", forbidden: "#9d0208", error: "#c1121f", llm_failed: "#6c757d"};
+    const order = Object.keys(STATUS_COLORS);
     const names = [...order.filter((k) => k in counts), ...Object.keys(counts).filter((k) => !order.includes(k))];
     const W = 480, H = 40;
     const root = svg("svg", {viewBox: "0 0 " + W + " " + H, role: "img"});
@@ -340,7 +349,7 @@
     const legend = el("div", {class: "legend"});
     names.forEach((name, k) => {
       const w = counts[name] / total * W;
-      const color = SERIES_COLORS[k % SERIES_COLORS.length];
+      const color = STATUS_COLORS[name] || SERIES_COLORS[k % SERIES_COLORS.length];
       root.append(svg("rect", {x, y: 4, width: w, height: 28, fill: color}, svg("title", {text: name + ": " + counts[name]})));
       legend.append(el("span", {style: "--swatch:" + color, text: name + " " + counts[name]}));
       x += w;
