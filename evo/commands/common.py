@@ -104,7 +104,11 @@ def open_run(run_dir: Path) -> Iterator[Run]:
         cfg = snapshot_config(run_dir)
         settings = read_settings(cfg)
         # One SELECT over the candidates: a consistent snapshot even while the run writes.
-        state = SearchState.from_store(store, settings)
+        try:
+            state = SearchState.from_store(store, settings)
+        except (ValueError, KeyError, TypeError) as exc:
+            # A store this evo cannot replay (written by an incompatible version, say).
+            raise UserError(f"the archive of {run_dir} cannot be rebuilt: {exc}") from None
         yield Run(run_dir, store, meta, cfg, settings, state, state_name)
     finally:
         store.close()
