@@ -44,7 +44,9 @@ def summarise(run: Run, compute_tests: bool) -> dict[str, Any]:
         "problem": run.meta.get("problem") or str(run.cfg.problem.instance.get("_target_")),
         "seed": run.settings.seed,
         "state": run.run_state,
-        "stop_reason": run.meta.get("stop_reason") if run.run_state != "running" else None,
+        # Only a run that recorded its end has a reason of this session (a killed one's
+        # reason, if any, is from an earlier session).
+        "stop_reason": run.meta.get("stop_reason") if run.run_state in ("finished", "interrupted", "failed") else None,
         "budget": _budget(run, records),
         "best": None if best is None else {
             "id": best.id, "score": finite(best.score), "thought": best.thought, "operator": best.operator,
