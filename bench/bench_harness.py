@@ -5,6 +5,10 @@ For each problem and baseline heuristic on the training set:
   bare   = the same heuristic called alone on the very arguments it saw during solve
            (recorded first, one instance at a time to bound memory), best of --repeat;
   harness share = (total - bare) / total. The target is <= 20%.
+The recorded arrays are cold in cache when replayed (25,000 of them), so "bare" can cost more
+than the same calls inside the harness, which reuses one warm buffer. The last two columns
+are the stricter reading: "hot fn" = time spent inside the heuristic during solve itself,
+and the harness share against that.
 Then the probe: harness.decide on problem.probe_states(n) against one full training solve;
 the target is <= 5%.
 
@@ -62,6 +66,25 @@ def priority(item, bins):
 '''
 
 
+def _hot(run, fn, repeat: int) -> float:
+    """Seconds spent inside ``fn`` while ``run(wrapped)`` runs it in the harness (best of
+    ``repeat``): the heuristic's cost on warm, in-cache arrays."""
+    clock = time.perf_counter
+    best = float("inf")
+    for _ in range(repeat):
+        spent = [0.0]
+
+        def wrapped(*args, _spent=spent):
+            t0 = clock()
+            out = fn(*args)
+            _spent[0] += clock() - t0
+            return out
+
+        run(wrapped)
+        best = min(best, spent[0])
+    return best
+
+
 def bin_packing_rows(repeat: int) -> list[tuple]:
     BinPacking, bp_harness, _, _ = _problems()
     problem = BinPacking()
@@ -93,7 +116,8 @@ def bin_packing_rows(repeat: int) -> list[tuple]:
                 del rec
             bare_runs.append(bare)
         bare = min(bare_runs)
-        rows.append(("bin_packing", label, ds.name, calls, solve, verify, bare))
+        hot = _hot(lambda f: bp_harness.solve(f, payload), fn, repeat)
+        rows.append(("bin_packing", label, ds.name, calls, solve, verify, bare, hot))
     return rows
 
 
@@ -119,7 +143,8 @@ def tsp_rows(repeat: int) -> list[tuple]:
             fn(c, d, u, m)
 
     bare = _best(bare_calls, repeat)
-    return [("tsp", "nearest_neighbour", ds.name, len(rec), solve, verify, bare)]
+    hot = _hot(lambda f: tsp_harness.solve(f, payload), fn, repeat)
+    return [("tsp", "nearest_neighbour", ds.name, len(rec), solve, verify, bare, hot)]
 
 
 def probe_rows(repeat: int) -> list[tuple]:
@@ -147,12 +172,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"{'problem':<12} {'heuristic':<18} {'set':<20} {'calls':>6} {'solve s':>8} {'verify s':>8} "
-          f"{'total s':>8} {'bare s':>8} {'harness':>8}")
-    for problem, label, name, calls, solve, verify, bare in bin_packing_rows(args.repeat) + tsp_rows(args.repeat):
+          f"{'total s':>8} {'bare s':>8} {'harness':>8} {'hot fn s':>8} {'harness':>8}")
+    for problem, label, name, calls, solve, verify, bare, hot in bin_packing_rows(args.repeat) + tsp_rows(args.repeat):
         total = solve + verify
         share = (total - bare) / total * 100
+        share_hot = (total - hot) / total * 100
         print(f"{problem:<12} {label:<18} {name:<20} {calls:>6} {solve:>8.3f} {verify:>8.3f} {total:>8.3f} "
-              f"{bare:>8.3f} {share:>7.1f}%")
+              f"{bare:>8.3f} {share:>7.1f}% {hot:>8.3f} {share_hot:>7.1f}%")
     print()
     print(f"{'problem':<12} {'probe n':>7} {'probe s':>8} {'train solve s':>13} {'probe/train':>11}")
     for problem, n, probe, full in probe_rows(args.repeat):
