@@ -72,7 +72,17 @@ INSPECT_KEYS = {"run_dir", "problem", "seed", "state", "stop_reason", "budget", 
 # ---- inspect ---------------------------------------------------------------------------------
 def test_inspect_json_matches_the_store(run_dir, capsys):
     s = evo_json(capsys, "inspect", run_dir, "--no-test")
+    # The documented keys (evo/commands/README.md), nested ones included.
     assert set(s) == INSPECT_KEYS
+    assert set(s["archive"]) == {"coverage", "occupied_cells", "cells", "qd_score"}
+    assert set(s["counts"]) == {"total", "valid", "equivalent", "invalid", "failed", "llm_failed", "by_status"}
+    assert set(s["dedup"]) == {"syntactic", "functional", "verified", "collisions", "eval_seconds_saved",
+                               "eval_seconds_spent", "probe_seconds_spent"}
+    assert set(s["llm"]) == {"calls", "prompt_tokens", "completion_tokens", "cost_usd", "failed_candidates",
+                             "seconds", "models"}
+    assert set(s["bandit"]) == {"policy", "arms"}
+    assert set(s["scores"]) == {"available", "error", "score_name", "candidate", "sets", "note"}
+    assert all(set(r) == {"name", "split", "instances", "reference", "best", "baselines"} for r in s["scores"]["sets"])
     assert s["problem"] == "problems.bin_packing.BinPacking" and s["seed"] == 0
     assert s["state"] == "finished" and s["stop_reason"].startswith("budget.evaluations reached")
     assert s["budget"]["evaluations"] == {"limit": 30, "used": 30, "remaining": 0}
