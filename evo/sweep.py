@@ -17,12 +17,14 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,6 +41,8 @@ warnings.filterwarnings(
 )
 
 OUTCOMES_DIR = ".evo-jobs"
+# The outcome a job records before its run: what stays if the job is killed on its way.
+KILLED = "stopped before its end (killed); launch the sweep again to resume it"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 _ABSENT = object()
 
@@ -48,6 +52,7 @@ class Sweep:
     """One launch of a sweep, as planned by the launching process."""
 
     dir: Path  # absolute; every job of the launch writes below it
+    launcher: str  # the launcher's class (hydra.launcher._target_)
     overrides: tuple[str, ...]  # what Hydra is given: the user's, with hydra.sweep.dir pinned
     launch: str  # names this launch's outcome records
     pid: int  # the launching process
@@ -98,35 +103,51 @@ def plan_sweep(overrides: list[str]) -> Sweep:
     from evo.settings import read_settings
 
     read_settings(cfg)  # a bad value shared by every job is refused before any job starts
-    _check_launcher(str(cfg.hydra.launcher.get("_target_", "")))
-    pinned = [a for a in overrides if not a.startswith("hydra.sweep.dir=")]
-    pinned.append(f"hydra.sweep.dir='{sweep_dir}'")
+    launcher = str(cfg.hydra.launcher.get("_target_", ""))
+    _check_launcher(launcher)
+    # The flag first: Hydra's parser refuses it between overrides.
+    pinned = ["--multirun", *(a for a in plain if not a.startswith("hydra.sweep.dir=")),
+              f"hydra.sweep.dir='{sweep_dir}'"]
     launch = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    return Sweep(sweep_dir, tuple(pinned), launch, os.getpid())
+    return Sweep(sweep_dir, launcher, tuple(pinned), launch, os.getpid())
 
 
 def run_or_resume(cfg: DictConfig, run_dir: Path) -> tuple[str, int]:
     """Run one job of a sweep in ``run_dir``: start it, resume it, or skip it if finished.
 
-    A finished run is resumed only when the job's budgets differ from the run's (a sweep
-    launched again with a larger budget extends its runs). Returns what was done and the
-    exit code; a UserError means nothing could be done.
+    Returns what was done and the exit code; a UserError means nothing could be done.
     """
-    from evo.app import execute, snapshot_config
+    action = decide(cfg, run_dir)
+    return action, carry_out(action, cfg, run_dir)
+
+
+def decide(cfg: DictConfig, run_dir: Path) -> str:
+    """What a job of a sweep does with its folder: ``started`` a new run, ``resumed`` an
+    unfinished one, or ``skipped`` a finished one. A finished run is resumed too when the
+    job's budgets differ from the run's: a sweep launched again with a larger budget
+    extends its runs. A folder holding a run of another config is refused."""
+    from evo.app import snapshot_config
 
     if not (run_dir / STORE_NAME).exists():
-        return "started", execute(cfg, run_dir, fresh=True)
+        return "started"
     changed = _changed_keys(snapshot_config(run_dir), cfg)
     fixed = [k for k in changed if not _may_change_on_resume(k)]
     if fixed:
         shown = ", ".join(fixed[:3]) + (" ..." if len(fixed) > 3 else "")
         raise UserError(f"{run_dir} holds a run with another config ({shown} differ);"
                         " launch the sweep with a new hydra.sweep.dir")
-    state = _meta(run_dir).get("state")
-    if state == "finished" and not any(k.startswith("budget.") for k in changed):
+    if _meta(run_dir).get("state") == "finished" and not any(k.startswith("budget.") for k in changed):
+        return "skipped"
+    return "resumed"
+
+
+def carry_out(action: str, cfg: DictConfig, run_dir: Path) -> int:
+    if action == "skipped":
         sys.stdout.write(f"{run_dir}: already finished; skipped\n")
-        return "skipped", 0
-    return "resumed", execute(cfg, run_dir, fresh=False)
+        return 0
+    from evo.app import execute
+
+    return execute(cfg, run_dir, fresh=action == "started")
 
 
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
@@ -149,8 +170,11 @@ def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
     from evo.cli import EXIT_USAGE, _remove_unstarted
 
     try:
-        action, code = run_or_resume(cfg, run_dir)
-        message = _meta(run_dir).get("stop_reason", "") if action != "skipped" else "already finished"
+        action = decide(cfg, run_dir)
+        # Recorded before the run: a job killed on its way still shows in the summary.
+        _record(sweep, Outcome(job_num, str(run_dir), action, 130, KILLED))
+        code = carry_out(action, cfg, run_dir)
+        message = "already finished" if action == "skipped" else _meta(run_dir).get("stop_reason", "")
     except UserError as exc:
         if run_dir.is_dir():
             _remove_unstarted(run_dir)
@@ -185,7 +209,8 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
     saved = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        start()
+        with _ctrl_c_to_the_jobs(sweep.launcher.endswith(".LocalLauncher")):
+            start()
     except KeyboardInterrupt:
         _wait_for_writers(sweep.dir, timeout_s=60)
         return report(sweep, interrupted=True)
@@ -199,6 +224,8 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
         report(sweep)
         raise UserError(_last_line(exc)) from None
     except (UncompletedJobError, FailedSubmissionError) as exc:
+        if any(o.message == KILLED for o in outcomes(sweep)):
+            return report(sweep, interrupted=True)  # a second Ctrl-C stopped the runs at once
         report(sweep)
         raise UserError(f"the launcher failed: {_last_line(exc)} (jobs' logs: {sweep.dir / '.submitit'})") from None
     finally:
@@ -207,6 +234,27 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved
     return report(sweep)
+
+
+@contextmanager
+def _ctrl_c_to_the_jobs(local: bool) -> Iterator[None]:
+    """With the local launcher, a Ctrl-C is for the runs alone.
+
+    A terminal's Ctrl-C reaches every process of the sweep. submitit's controller
+    processes would pass it on to their job a second time (which stops a run at once,
+    as a second Ctrl-C does) and kill it a second later. Ignored here, the signal is
+    ignored by the controllers started here too (an ignored signal is inherited), while
+    each run catches it itself: the runs stop gracefully, their outcomes come back, and
+    the summary says they were interrupted. A second Ctrl-C stops the runs at once.
+    """
+    if not local:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def report(sweep: Sweep, interrupted: bool = False) -> int:
@@ -219,8 +267,8 @@ def report(sweep: Sweep, interrupted: bool = False) -> int:
     width = max((len(_relative(o.run_dir, sweep.dir)) for o in done), default=0)
     for o in done:
         out.write(f"  {_relative(o.run_dir, sweep.dir):<{width}}  {o.action:<8} {o.message}\n")
-    unfinished = [o for o in done if o.exit_code != 0]
-    if interrupted or unfinished:
+    interrupted = interrupted or any(o.exit_code == 130 for o in done)
+    if interrupted or any(o.exit_code != 0 for o in done):
         out.write(f"finish it: launch the same command again with hydra.sweep.dir={sweep.dir}\n")
     if done:
         out.write(f"compare the runs: evo compare {sweep.dir}\n")

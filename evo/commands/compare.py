@@ -358,7 +358,8 @@ def _print(comparison: dict[str, Any]) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
     header, rows = table_rows(comparison)
     n_runs = len(comparison["runs"])
-    title = (f"{n_runs} runs in {len(rows)} groups; mean ± std over seeds; lower scores are better"
+    title = (f"{n_runs} runs in {len(rows)} group{'s' if len(rows) > 1 else ''}; mean ± std over seeds;"
+             " lower scores are better"
              if n_runs > len(rows) else f"{n_runs} runs; lower scores are better")
     table = Table(title=title, title_justify="left")
     for i, name in enumerate(header):
