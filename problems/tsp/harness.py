@@ -86,27 +86,32 @@ def solve(fn, payload) -> list[np.ndarray]:
 
 
 def decide(fn, states) -> list[int]:
-    """states: ``{"matrices": [...], "states": [{"matrix": i, "current": c, "unvisited": [...]}, ...]}``.
+    """states: ``{"matrices": [...], "states": [{"matrix": i, "current": c, "unvisited": [...]}, ...]}``
+    with each ``unvisited`` in increasing order (as ``solve`` passes it).
 
     Returns the node ``fn`` picks in each state (destination is always 0). A returned value
-    that is not an int node of ``unvisited`` raises ``ValueError`` as in ``solve``."""
-    matrices = []
-    for dm in states["matrices"]:
-        dm = np.array(dm, dtype=np.float64)
-        dm.flags.writeable = False
-        matrices.append(dm)
+    that is not an int node of ``unvisited`` raises ``ValueError`` as in ``solve``. The
+    arrays are handed over as read-only views, never copied."""
+    matrices = [_read_only(np.asarray(dm, dtype=np.float64)) for dm in states["matrices"]]
     choices = []
+    index = operator.index
     for step, state in enumerate(states["states"]):
-        unvisited = np.array(state["unvisited"], dtype=np.int64)
-        unvisited.flags.writeable = False
-        dm = matrices[int(state["matrix"])]
-        n = dm.shape[0]
+        unvisited = _read_only(np.asarray(state["unvisited"], dtype=np.int64))
+        dm = matrices[state["matrix"]]
         value = fn(int(state["current"]), 0, unvisited, dm)
         try:
-            node = operator.index(value)
+            node = index(value)
         except TypeError:
-            node = _node(value, step, unvisited, n)
-        if not np.any(unvisited == node):
-            _node(node, step, unvisited, n)
-        choices.append(int(node))
+            node = _node(value, step, unvisited, dm.shape[0])
+        p = int(unvisited.searchsorted(node))
+        if p == len(unvisited) or unvisited[p] != node:
+            _node(node, step, unvisited, dm.shape[0])
+        choices.append(node)
     return choices
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
