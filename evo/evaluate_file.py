@@ -36,7 +36,7 @@ def evaluate_file(path: Path, cfg: DictConfig, as_json: bool) -> int:
     sets = {"train": {problem.train_set().name: problem.train_set()}, "test": problem.test_sets()}
     report: dict[str, Any] = {"problem": problem.name, "file": str(path), "status": "ok", "error": "",
                               "train": {}, "test": {}, "baselines": {}, "functional_hash": None}
-    with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
+    with Sandbox(settings.test_limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
         evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
         if settings.probe_states:
             report["functional_hash"] = evaluator.probe(code).hash

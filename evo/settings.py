@@ -5,7 +5,7 @@ every check here turns a wrong value into one readable line (a ``UserError``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,6 +41,7 @@ class Settings:
     qd_reference: float
     bandit: BanditConfig
     limits: Limits
+    test_limits: Limits  # for test sets, which can be far larger than the training set
     replay_steps: int
     llm: dict[str, Any]
     llm_concurrency: int
@@ -89,7 +90,8 @@ def read_settings(cfg: DictConfig) -> Settings:
                    for m in cfg.archive.measures),
         qd_reference=float(cfg.problem.qd_reference),
         bandit=_bandit(cfg.bandit),
-        limits=Limits(**OmegaConf.to_container(cfg.sandbox, resolve=True)),
+        limits=_limits(cfg.sandbox, factor=1.0),
+        test_limits=_limits(cfg.sandbox, factor=float(cfg.sandbox.test_time_factor)),
         replay_steps=_int(cfg.evaluation, "replay_steps", minimum=0, where="evaluation"),
         llm=OmegaConf.to_container(cfg.llm, resolve=True),
         llm_concurrency=_int(cfg.llm, "concurrency", minimum=1, where="llm"),
@@ -109,6 +111,10 @@ def _check_choices(s: Settings) -> None:
     for op in s.operators:
         if op.selection is not None and op.selection not in SELECTION_RULES:
             raise UserError(f"operators.{op.name}.selection must be one of {rules} or null (got {op.selection!r})")
+    if s.llm.get("backend") == "offline":
+        from evo.llm.offline import mixes
+
+        mixes(s.llm.get("mix"))  # a wrong edit name is a config error, caught before the run starts
     for axis in s.axes:
         if axis.name not in MEASURES:
             raise UserError(f"archive.measures: unknown measure {axis.name!r}; choose from {', '.join(MEASURES)}")
@@ -156,6 +162,8 @@ def _operators(node: Any) -> tuple[OperatorChoice, ...]:
             out.append(OperatorChoice(name, float(weight), None if selection is None else str(selection)))
     if not out:
         raise UserError(f"operators: none enabled (every weight is 0); choose from {', '.join(OPERATORS)}")
+    if all(OPERATORS[op.name].source == "failed" for op in out):
+        raise UserError("operators: fix alone cannot start a run (it repairs failures); enable another operator")
     return tuple(out)
 
 
@@ -185,6 +193,16 @@ def _bandit(node: Any) -> BanditConfig:
         return BanditConfig(**values)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _limits(node: Any, factor: float) -> Limits:
+    values = OmegaConf.to_container(node, resolve=True)
+    values.pop("test_time_factor")
+    try:
+        limits = Limits(**values)
+    except TypeError as exc:
+        raise UserError(f"sandbox: {exc}") from None
+    return replace(limits, wall_time_s=limits.wall_time_s * factor, cpu_time_s=limits.cpu_time_s * factor)
 
 
 def _int(node: Any, key: str, minimum: int, where: str = "") -> int:

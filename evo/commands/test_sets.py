@@ -101,7 +101,7 @@ def _evaluate(run: Run, problem: Problem, jobs: list[Job]) -> list[tuple[float |
     settings = run.settings
     if sys.stderr.isatty():
         sys.stderr.write(f"evaluating {len(jobs)} test-set scores in the sandbox (skip with --no-test)...\n")
-    with Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
+    with Sandbox(settings.test_limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
         evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
 
         def one(job: Job) -> tuple[float | None, str]:
