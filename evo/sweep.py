@@ -107,9 +107,29 @@ def plan_sweep(overrides: list[str]) -> Sweep:
     _check_launcher(launcher)
     # The flag first: Hydra's parser refuses it between overrides.
     pinned = ["--multirun", *(a for a in plain if not a.startswith("hydra.sweep.dir=")),
-              f"hydra.sweep.dir='{sweep_dir}'"]
+              f"hydra.sweep.dir='{sweep_dir}'", *_folder_names(parsed)]
     launch = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return Sweep(sweep_dir, launcher, tuple(pinned), launch, os.getpid())
+
+
+def _folder_names(parsed: list[Any]) -> list[str]:
+    """Run folders named after the swept overrides alone (``bandit=ucb1,seed=0``).
+
+    The overrides every job shares name no run apart; left in, they make long names, and
+    a value with a slash (``llm.base_url=http://...``) makes nested folders. Without them,
+    a sweep launched again with another budget finds its runs (and extends them), and
+    one launched with another constant finds runs of another config (and refuses them).
+    A sweep of one job keeps all its overrides in its folder's name, as Hydra does.
+    """
+    task = [o for o in parsed if not o.is_hydra_override()]
+    if not any(o.is_sweep_override() for o in task) or any(
+            o.get_key_element() == "hydra.job.config.override_dirname.exclude_keys" for o in parsed):
+        return []  # nothing swept, or the user chose the exclusions
+    constant = sorted({o.get_key_element() for o in task if not o.is_sweep_override()})
+    if not constant:
+        return []
+    quoted = ",".join("'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'" for key in constant)
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{quoted}]"]
 
 
 def run_or_resume(cfg: DictConfig, run_dir: Path) -> tuple[str, int]:
@@ -124,8 +144,9 @@ def run_or_resume(cfg: DictConfig, run_dir: Path) -> tuple[str, int]:
 def decide(cfg: DictConfig, run_dir: Path) -> str:
     """What a job of a sweep does with its folder: ``started`` a new run, ``resumed`` an
     unfinished one, or ``skipped`` a finished one. A finished run is resumed too when the
-    job's budgets differ from the run's: a sweep launched again with a larger budget
-    extends its runs. A folder holding a run of another config is refused."""
+    job's budgets differ from the run's (a sweep launched again with a larger budget
+    extends its runs), or when its LLM provider stopped it. A folder holding a run of
+    another config is refused."""
     from evo.app import snapshot_config
 
     if not (run_dir / STORE_NAME).exists():
@@ -136,7 +157,10 @@ def decide(cfg: DictConfig, run_dir: Path) -> str:
         shown = ", ".join(fixed[:3]) + (" ..." if len(fixed) > 3 else "")
         raise UserError(f"{run_dir} holds a run with another config ({shown} differ);"
                         " launch the sweep with a new hydra.sweep.dir")
-    if _meta(run_dir).get("state") == "finished" and not any(k.startswith("budget.") for k in changed):
+    meta = _meta(run_dir)
+    # A run the provider stopped (llm: ... failed in a row) has budget left: resumed.
+    done = meta.get("state") == "finished" and not meta.get("stop_reason", "").startswith("llm:")
+    if done and not any(k.startswith("budget.") for k in changed):
         return "skipped"
     return "resumed"
 

@@ -1,7 +1,7 @@
 """Sweeps (issue #10): `evo run --multirun` through the submitit_local launcher, each job in
 its own process and its own folder; the same sweep launched again skips the finished runs
-and resumes an interrupted one; a finished run is extended when its budget grew; the SLURM preset's
-sbatch script; a sweep's job that holds another run's folder is refused.
+and resumes an interrupted one, and extends them when the budget grew; the SLURM preset's
+sbatch script; a job whose folder holds a run of another config is refused.
 
 Real `evo` processes on the toy problem with the offline backend and tiny budgets.
 """
@@ -22,10 +22,9 @@ import pytest
 
 from tests.conftest import EVO, REPO, TOY, evo_env, run_evo
 
-# Budgets out of the folder names, so that a larger budget extends the same runs.
-SWEEP = [*TOY, "--multirun", "seed=0,1", "hydra/launcher=submitit_local",
-         "hydra.job.config.override_dirname.exclude_keys=[budget.evaluations]"]
-FOLDERS = ["problem=toy,seed=0", "problem=toy,seed=1"]
+SWEEP = [*TOY, "--multirun", "seed=0,1", "hydra/launcher=submitit_local"]
+# Named after the swept overrides alone: the budget and the problem are the same for all.
+FOLDERS = ["seed=0", "seed=1"]
 
 
 def store_facts(run_dir: Path) -> tuple[dict[str, str], int]:
@@ -107,18 +106,27 @@ def test_the_same_sweep_launched_again_skips_its_finished_runs(sweep):
     assert sorted(p.parent.name for p in folder.glob("*/run.sqlite")) == FOLDERS
 
 
-def test_a_finished_run_of_a_sweep_is_extended_when_its_budget_grew(sweep, tmp_path):
+def test_a_sweep_launched_again_with_a_larger_budget_extends_its_runs(sweep, tmp_path):
     folder, result = sweep
     assert result.returncode == 0, result.stderr
     copy = tmp_path / "sweep"
-    shutil.copytree(folder / FOLDERS[1], copy / FOLDERS[1])
-    # Hydra's basic launcher this time: the job runs inside the launching process.
-    longer = run_evo("run", *TOY, "--multirun", "seed=1", SWEEP[-1], "budget.evaluations=8",
-                     f"hydra.sweep.dir={copy}")
+    for name in FOLDERS:
+        shutil.copytree(folder / name, copy / name)
+    # Hydra's basic launcher this time: the jobs run one after the other in the launching process.
+    longer = run_evo("run", *TOY, "--multirun", "seed=0,1", "budget.evaluations=8", f"hydra.sweep.dir={copy}")
     assert longer.returncode == 0, longer.stdout + longer.stderr
-    assert f"{FOLDERS[1]}  resumed  budget.evaluations reached (8)" in longer.stderr, longer.stderr
-    meta, count = store_facts(copy / FOLDERS[1])
-    assert (meta["state"], count) == ("finished", 8)
+    for name in FOLDERS:
+        assert f"{name}  resumed  budget.evaluations reached (8)" in longer.stderr, longer.stderr
+        meta, count = store_facts(copy / name)
+        assert (meta["state"], count) == ("finished", 8)
+    # Another constant than the runs had is another experiment: refused, the runs untouched.
+    before = {name: fingerprint(copy / name) for name in FOLDERS}
+    other = run_evo("run", *TOY, "--multirun", "seed=0,1", "budget.evaluations=8", "batch_size=2",
+                    f"hydra.sweep.dir={copy}")
+    assert other.returncode == 2, other.stdout + other.stderr
+    for name in FOLDERS:
+        assert f"{name}  failed   {copy / name} holds a run with another config (batch_size differ)" in other.stderr
+        assert fingerprint(copy / name) == before[name]
 
 
 def test_an_interrupted_sweep_launched_again_resumes_its_run(tmp_path):
@@ -157,22 +165,6 @@ def _committed(run_dir: Path) -> bool:
         return store_facts(run_dir)[1] > 0
     except sqlite3.Error:  # not there yet, or being created
         return False
-
-
-def test_a_job_whose_folder_holds_another_run_is_refused(sweep):
-    from evo.cli import compose_config
-    from evo.errors import UserError
-    from evo.sweep import run_or_resume
-
-    folder, result = sweep
-    assert result.returncode == 0, result.stderr
-    run_dir = folder / FOLDERS[0]
-    before = fingerprint(run_dir)
-    cfg = compose_config([*TOY, "seed=0", "bandit=uniform", "budget.evaluations=6"])
-    refusal = r"holds a run with another config \(bandit\.\S+(, bandit\.\S+)*( \.\.\.)? differ\); launch"
-    with pytest.raises(UserError, match=refusal):
-        run_or_resume(cfg, run_dir)
-    assert fingerprint(run_dir) == before
 
 
 def test_the_slurm_preset_writes_the_sbatch_script_and_a_refused_submission_is_one_line(tmp_path):
