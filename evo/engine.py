@@ -246,6 +246,8 @@ class Engine:
             if plan.cid not in drafts:
                 continue
             if self.stop_requested.is_set():
+                for future in drafts.values():
+                    future.cancel()  # a request still queued is never sent: nothing new after a stop
                 break
             draft = ready[plan.cid] = drafts[plan.cid].result()
             if not draft.syntax or draft.syntax in state.by_syntax or draft.syntax in seen_syntax:
