@@ -129,6 +129,20 @@ def test_a_sweep_launched_again_with_a_larger_budget_extends_its_runs(sweep, tmp
         assert fingerprint(copy / name) == before[name]
 
 
+def test_a_run_its_llm_provider_stopped_is_resumed_not_skipped(tmp_path):
+    from evo.cli import compose_config
+    from evo.sweep import decide
+
+    run_dir = tmp_path / "run"
+    dead = [*TOY, "seed=0", "budget.evaluations=5", "llm=local", "llm.base_url=http://127.0.0.1:9/v1",
+            "llm.max_retries=0", "evaluation.max_consecutive_llm_failures=2"]
+    stopped = run_evo("run", *dead, f"hydra.run.dir={run_dir}")
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    meta, _ = store_facts(run_dir)
+    assert meta["state"] == "finished" and meta["stop_reason"].startswith("llm: 2 requests in a row failed")
+    assert decide(compose_config(dead), run_dir) == "resumed"
+
+
 def test_an_interrupted_sweep_launched_again_resumes_its_run(tmp_path):
     folder = tmp_path / "sweep"
     args = [*TOY, "--multirun", "seed=5", "budget.evaluations=20", "hydra/launcher=submitit_local",
