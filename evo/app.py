@@ -32,7 +32,7 @@ from evo.llm import CachedBackend, make_backend
 from evo.progress import Progress
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
-from evo.store import Store, writer_lock
+from evo.store import STORE_NAME, Store, writer_lock
 from problems.base import Problem
 from sandbox import Sandbox, SandboxError
 
@@ -57,6 +57,9 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
     settings = read_settings(cfg)
     problem = load_problem(cfg)
     run_dir = Path(run_dir)
+    if fresh and (run_dir / STORE_NAME).exists():
+        _restore_snapshot_file(run_dir)
+        raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir):
         if fresh:
@@ -293,6 +296,21 @@ def _number(key: str, text: str) -> int | float:
         except ValueError:
             continue
     raise UserError(f"{key}=+{text}: {text!r} is not a number")
+
+
+def _restore_snapshot_file(run_dir: Path) -> None:
+    """`evo run` into a folder that holds a run: Hydra has already written the new launch's
+    config over the run's .hydra/config.yaml. Put the run's own back from its store."""
+    try:
+        store = Store.open_readonly(run_dir)
+        try:
+            text = store.config_yaml()
+        finally:
+            store.close()
+        if text is not None:
+            _write_snapshot_file(run_dir, OmegaConf.create(text))
+    except (UserError, OSError, OmegaConfBaseException, ValueError):
+        pass  # the refusal that follows is what matters; a damaged store is reported on resume
 
 
 def _write_snapshot_file(run_dir: Path, cfg: DictConfig) -> None:

@@ -183,7 +183,8 @@ def test_a_finished_run_extended_on_resume_equals_the_longer_run(tmp_path, refer
     run_dir = tmp_path / "run"
     short = run_evo("run", *RUN, "budget.evaluations=23", f"hydra.run.dir={run_dir}")
     assert short.returncode == 0 and "budget.evaluations reached (23)" in short.stdout, short.stderr
-    extended = run_evo("resume", str(run_dir), f"budget.evaluations=+{BUDGET - 23}")
+    # workers may change too: results are committed in id order whatever the parallelism.
+    extended = run_evo("resume", str(run_dir), f"budget.evaluations=+{BUDGET - 23}", "workers=1")
     assert extended.returncode == 0, extended.stderr
     assert f"budget.evaluations reached ({BUDGET})" in extended.stdout
     got, want = outcome(run_dir), reference_outcome(reference)
@@ -209,8 +210,13 @@ def test_one_writer_per_run_while_readers_read(tmp_path):
         assert second.returncode == 2, second.stderr
         assert second.stderr.strip() == (f"evo: error: {run_dir} is being written by another evo process; wait for it"
                                          " or stop it first (read-only commands such as `evo inspect` work meanwhile)")
-        # The refused resume changed nothing, its budget override included.
-        assert "evaluations: 100000" in (run_dir / ".hydra" / "config.yaml").read_text()
+        # Nor may a new run start there.
+        clash = run_evo("run", *TOY, "seed=9", f"hydra.run.dir={run_dir}")
+        assert clash.returncode == 2
+        assert clash.stderr.strip() == f"evo: error: {run_dir} already holds a run; use `evo resume {run_dir}`"
+        # Neither changed the run's config, though Hydra wrote the clash's over the file.
+        snapshot = (run_dir / ".hydra" / "config.yaml").read_text()
+        assert "evaluations: 100000" in snapshot and "\nseed: 0\n" in snapshot
         reader = Store.open_readonly(run_dir)
         try:
             assert reader.run_state() == "running"
