@@ -172,8 +172,12 @@ class Store:
             raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
         store = cls(path, _connect(path), writable=True)
         _tune_writer(store._db)
+        # Tables and meta in one transaction (executescript would commit each statement):
+        # a kill during creation leaves an empty file, never a store without its version.
         with store._db:
-            store._db.executescript(_SCHEMA)
+            store._db.execute("BEGIN")  # sqlite3 opens no transaction for DDL by itself
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                store._db.execute(statement)
             store._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [("schema_version", str(SCHEMA_VERSION)), ("created", repr(time.time())), *meta.items()],

@@ -72,6 +72,12 @@ def evo_traceback(text: str) -> bool:
     return any(f"{os.sep}evo{os.sep}" in line for line in text.splitlines() if line.lstrip().startswith("File "))
 
 
+def meta_state(run_dir: Path) -> tuple[str, str]:
+    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('state', 'stop_reason')"))
+    return meta.get("state", ""), meta.get("stop_reason", "")
+
+
 class Background:
     """`evo ARGS` in the background, its output in files (the sandbox server inherits
     stderr and may outlive a killed evo for a moment: a pipe would block the reader)."""
@@ -133,6 +139,8 @@ def stop_and_resume(run_dir: Path, stops: list[tuple[int, ...]], seed: int) -> l
         else:
             assert code == 128 + burst[0], text
             assert f"Resume with: evo resume {run_dir}" in text, text  # printed at the first signal
+            if len(burst) == 1:  # a graceful stop records itself; a hard one leaves "running"
+                assert meta_state(run_dir) == ("interrupted", "interrupted")
     final = run_evo("resume", str(run_dir))
     assert final.returncode == 0, final.stdout + final.stderr
     assert f"budget.evaluations reached ({BUDGET})" in final.stdout
@@ -174,9 +182,7 @@ def test_sigint_once_and_twice_and_sigterm_change_nothing(stopped_runs, referenc
     assert got.records == want.records
     assert got.digest == want.digest
     assert got.cache_keys == want.cache_keys
-    with sqlite3.connect(run_dir / "run.sqlite") as db:
-        assert dict(db.execute("SELECT key, value FROM meta WHERE key IN ('state', 'stop_reason')")) == {
-            "state": "finished", "stop_reason": f"budget.evaluations reached ({BUDGET})"}
+    assert meta_state(run_dir) == ("finished", f"budget.evaluations reached ({BUDGET})")
 
 
 def test_a_finished_run_extended_on_resume_equals_the_longer_run(tmp_path, reference):

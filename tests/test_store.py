@@ -188,3 +188,12 @@ def test_a_folder_name_with_uri_characters(tmp_path):
     assert store.count() == 2
     store.close()
     assert os.path.exists(run_dir / STORE_NAME)
+
+
+def test_creation_is_one_transaction(tmp_path):
+    """Tables and meta land together: a creation that fails half-way (here, a meta value
+    SQLite cannot store; in life, a kill) leaves no store without its schema version."""
+    with pytest.raises(sqlite3.ProgrammingError):
+        Store.create(tmp_path, {"config": object()})  # type: ignore[dict-item]
+    with sqlite3.connect(tmp_path / STORE_NAME) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
