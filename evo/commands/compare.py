@@ -222,7 +222,7 @@ def compare(runs: list[RunResult]) -> dict[str, Any]:
     """The comparison as plain data: what ``--json`` prints and the table shows."""
     columns = varying_columns(runs)
     groups = group_runs(runs, columns)
-    test_sets = sorted({name for r in runs for name in r.test_scores})
+    test_sets = list(dict.fromkeys(name for r in runs for name in r.test_scores))  # the problem's order
     names = {r.score_name for r in runs if r.score_name}
     base = _common_parent([r.run_dir for r in runs])
     return {
