@@ -220,7 +220,8 @@ def _ucb1(bandit: Bandit, pending: Counter, mask: np.ndarray) -> np.ndarray:
         return choice
     means = np.array([bandit.stats[a].mean for a in bandit.arms])
     total = pulls[mask].sum()
-    bonus = bandit.config.exploration * np.sqrt(max(math.log(total), 0.0) / pulls)
+    # Masked arms may be untried: keep their (unused) bonus finite.
+    bonus = bandit.config.exploration * np.sqrt(max(math.log(total), 0.0) / np.maximum(pulls, 1e-12))
     choice[_argmax_masked(bandit._prior * (means + bonus), mask)] = 1.0
     return choice
 

@@ -55,10 +55,16 @@ class Mutator:
         tree, sites = self._sites(code)
         constants = [n for site in sites for n in ast.walk(site) if _is_number(n)]
         if not constants:
-            root = sites[int(self.rng.integers(len(sites)))]
+            # No parameter yet: give one to a part of the score. Never to a whole score:
+            # a positive factor there changes no argmax, so the child would be a repeat.
+            parts = [n for site in sites for n in _walk_atoms(site)
+                     if isinstance(n, ast.expr) and n is not site and not _constant_only(n)]
+            if not parts:
+                raise EditFailed("no parameter to tune")
+            part = parts[int(self.rng.integers(len(parts)))]
             factor = _fmt(float(np.exp(self.rng.normal(0.0, 1.0))))
-            _replace(tree, root, _expr(f"{factor} * ({ast.unparse(root)})"))
-            return Edit(ast.unparse(tree), f"Scaled the expression `{_short(root)}` by {factor}.")
+            _replace(tree, part, _expr(f"{factor} * ({ast.unparse(part)})"))
+            return Edit(ast.unparse(tree), f"Weighted the term `{_short(part)}` by {factor}.")
         node = constants[int(self.rng.integers(len(constants)))]
         old = node.value
         new = old * float(np.exp(self.rng.normal(0.0, 0.5))) if old else float(self.rng.normal(0.0, 1.0))
@@ -153,10 +159,13 @@ class Mutator:
         tree, sites = self._sites(code)
         _, other_sites = self._sites(other)
         mine, theirs = sites[-1], other_sites[-1]
-        w = _fmt(float(self.rng.uniform(0.2, 0.8)))
-        new = _expr(f"{w} * ({ast.unparse(mine)}) + {_fmt(1 - float(w))} * ({ast.unparse(theirs)})")
+        # The parents' scores may differ in scale by orders of magnitude: a weight drawn on
+        # a log scale lets either one lead or both count, where a convex mix of like
+        # weights mostly reproduces the larger one (a repeat the functional hash rejects).
+        w = _fmt(float(np.exp(self.rng.normal(0.0, 2.0))))
+        new = _expr(f"{ast.unparse(mine)} + {w} * ({ast.unparse(theirs)})")
         _replace(tree, mine, new)
-        return Edit(ast.unparse(tree), f"Blended both parents' scores with weights {w} and {_fmt(1 - float(w))}.")
+        return Edit(ast.unparse(tree), f"Blended both parents' scores, the second weighted by {w}.")
 
     def guard(self, code: str) -> Edit:
         """Repair: make the scores finite, the commonest cause of failures."""
@@ -202,6 +211,11 @@ class Mutator:
         return tree, sites
 
 
+# The edits an offline operator's mix can name (Mutator methods).
+EDITS = ("perturb_constant", "swap_operator", "replace_subexpression", "wrap", "combine_with_term",
+         "delete_term", "restructure", "fresh", "crossover", "blend", "guard")
+
+
 def _walk_atoms(node: ast.AST):
     """ast.walk that does not descend into subscripts or the callee of a call."""
     yield node
@@ -240,6 +254,10 @@ def _parses(source: str) -> bool:
     except SyntaxError:
         return False
     return True
+
+
+def _constant_only(node: ast.AST) -> bool:
+    return not any(isinstance(n, ast.Name) for n in ast.walk(node))
 
 
 def _is_number(node: ast.AST) -> bool:

@@ -86,7 +86,8 @@ class SearchState:
         if record.batch != self._batch:
             # The first candidate of a batch: the state is the one its plan was made from.
             self._batch = record.batch
-            self._planned = self.bandit.probabilities(self.available_arms())
+            available = self.available_arms()
+            self._planned = self.bandit.probabilities(available) if available else {}
         qd_before = self.archive.qd_score
         status, cell = 0, None
         if record.status == "ok" and record.score is not None and record.measures is not None:
@@ -128,8 +129,12 @@ class SearchState:
     # ---- what planning reads -----------------------------------------------------------
     def available_arms(self) -> tuple[str, ...]:
         """The arms whose operator can work now: a repair needs a failure, and an operator
-        that shows k parents needs k elites (a lone seed cannot be crossed)."""
-        elites = len(self.archive)
+        that shows k parents needs k elites (a lone seed cannot be crossed). When only
+        operators of two parents are enabled, they work with one until there are two."""
+        strict = self._available(lambda op: max(op.arity, 1))
+        return strict or self._available(lambda op: 1)
+
+    def _available(self, needs) -> tuple[str, ...]:
         out = []
         for arm in self.bandit.arms:
             op = OPERATORS[arm.split("@")[0]]
@@ -138,7 +143,7 @@ class SearchState:
             elif op.source == "none":
                 ok = True
             else:
-                ok = elites >= max(op.arity, 1)
+                ok = len(self.archive) >= needs(op)
             if ok:
                 out.append(arm)
         return tuple(out)

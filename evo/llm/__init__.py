@@ -23,7 +23,7 @@ def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
     if kind == "offline":
         from evo.llm.offline import OfflineBackend
 
-        return OfflineBackend(entry, vocabulary, seed)
+        return OfflineBackend(entry, vocabulary, seed, llm.get("mix"))
     if kind == "litellm":
         from evo.llm.litellm_backend import LiteLLMBackend
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 import zlib
+from typing import Any, Mapping
 
 import numpy as np
 
+from evo.errors import UserError
 from evo.llm.base import Request, Response
-from evo.mutation import Edit, EditFailed, Mutator
+from evo.mutation import EDITS, Edit, EditFailed, Mutator
 
 # operator -> [(edit name, weight)]; edits named by Mutator method.
 _MIXES: dict[str, list[tuple[str, float]]] = {
@@ -29,15 +31,38 @@ _MIXES: dict[str, list[tuple[str, float]]] = {
     "fix": [("guard", 1.0)],
 }
 _TWO_PARENT = {"crossover", "blend"}
+# "keep" answers with the first parent unchanged: an operator that achieves nothing, for
+# studying how the bandit treats one (the syntactic hash makes its answers free).
+KEEP = "keep"
+
+
+def mixes(overrides: Mapping[str, Mapping[str, float]] | None) -> dict[str, list[tuple[str, float]]]:
+    """The default mixes with ``overrides`` (``llm.mix`` in config: operator -> {edit: weight})."""
+    out = {op: list(mix) for op, mix in _MIXES.items()}
+    for op, mix in (overrides or {}).items():
+        if not isinstance(mix, Mapping) or not mix:
+            raise UserError(f"llm.mix.{op} must map edit names to weights (got {mix!r})")
+        unknown = [name for name in mix if name not in EDITS and name != KEEP]
+        if unknown:
+            raise UserError(f"llm.mix.{op}: unknown edit(s) {', '.join(unknown)}; "
+                            f"choose from {', '.join((*EDITS, KEEP))}")
+        weights = [(str(name), w) for name, w in mix.items()]
+        if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for _, w in weights) \
+                or not sum(w for _, w in weights) > 0:
+            raise UserError(f"llm.mix.{op}: weights must be numbers >= 0, not all 0")
+        out[str(op)] = [(name, float(w)) for name, w in weights]
+    return out
 
 
 class OfflineBackend:
     model = "offline-mutation"
 
-    def __init__(self, entry: str, vocabulary: tuple[str, ...], seed: int):
+    def __init__(self, entry: str, vocabulary: tuple[str, ...], seed: int,
+                 mix: Mapping[str, Any] | None = None):
         self.entry = entry
         self.vocabulary = tuple(vocabulary)
         self.seed = seed
+        self.mixes = mixes(mix)
 
     def complete(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -50,7 +75,7 @@ class OfflineBackend:
 
     def _edit(self, request: Request, rng: np.random.Generator) -> Edit:
         mutator = Mutator(self.entry, self.vocabulary, rng, request.hints)
-        mix = _MIXES.get(request.operator, _MIXES["m1"])
+        mix = self.mixes.get(request.operator, self.mixes["m1"])
         names = [name for name, _ in mix]
         weights = np.array([w for _, w in mix])
         parents = list(request.parents)
@@ -58,6 +83,8 @@ class OfflineBackend:
         # says so, and the syntactic hash recognises it as a repeat at no cost.
         for _ in range(4):
             name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+            if name == KEEP:
+                break
             try:
                 if name in _TWO_PARENT:
                     if len(parents) < 2:

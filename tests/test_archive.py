@@ -1,0 +1,104 @@
+"""The MAP-Elites archive: fixed cells, pyribs' statuses, the digest, and a real run whose
+archive, rebuilt from the store, is the one the live run kept candidate by candidate."""
+import sqlite3
+
+import numpy as np
+import pytest
+
+from evo.app import snapshot_config
+from evo.archive import Archive, MeasureAxis
+from evo.search_state import SearchState
+from evo.settings import read_settings
+from evo.store import Store
+from tests.conftest import TOY, run_evo
+
+AXES = (MeasureAxis("code_size", 4, 0.0, 40.0), MeasureAxis("behaviour", 5, 0.0, 1.0))
+
+
+def test_statuses_cells_and_scores_lower_is_better():
+    archive = Archive(AXES, qd_reference=10.0)
+    status, cell = archive.add(1, 5.0, (5.0, 0.1))
+    assert status == 2  # a new cell
+    assert archive.add(99, 9.0, (5.0, 0.1)) == (0, cell)  # worse: not added
+    assert archive.add(2, 4.0, (9.0, 0.15)) == (1, cell)  # same cell, better score
+    assert archive.cell_coordinates(cell) == (0, 0)
+    assert [(e.cid, e.score) for e in archive.elites()] == [(2, 4.0)]
+    assert archive.add(3, 7.0, (35.0, 0.95))[0] == 2
+    assert [e.cid for e in archive.elites()] == [2, 3]  # best first
+    assert archive.best().cid == 2 and len(archive) == 2
+    assert archive.coverage == pytest.approx(2 / 20)
+    assert archive.qd_score == pytest.approx((10 - 4) + (10 - 7))
+
+
+def test_cells_are_fixed_and_outside_values_fall_into_edge_cells():
+    archive = Archive(AXES, qd_reference=10.0)
+    _, low = archive.add(1, 1.0, (-50.0, -3.0))
+    _, high = archive.add(2, 1.0, (1e6, 7.0))
+    assert archive.cell_coordinates(low) == (0, 0)
+    assert archive.cell_coordinates(high) == (3, 4)
+    # Extreme values never stretch the grid: a middle value keeps its cell.
+    _, middle = archive.add(3, 1.0, (15.0, 0.5))
+    assert archive.cell_coordinates(middle) == (1, 2)
+
+
+def test_equal_archives_have_equal_digests_whatever_the_order():
+    rows = [(1, 3.0, (5.0, 0.1)), (2, 2.0, (25.0, 0.7)), (3, 1.0, (25.0, 0.75)), (4, 4.0, (38.0, 0.3))]
+    hashes = {1: "a", 2: "b", 3: "c", 4: "d"}
+    first, second, third = (Archive(AXES, 10.0) for _ in range(3))
+    for row in rows:
+        first.add(*row)
+    for row in reversed(rows):
+        second.add(*row)
+    for row in rows[:3]:
+        third.add(*row)
+    assert first.digest(hashes) == second.digest(hashes)
+    assert first.digest(hashes) != third.digest(hashes)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("archive") / "run"
+    result = run_evo("run", *TOY, "seed=11", "budget.evaluations=60", "bandit=thompson",
+                     "archive.selection=curiosity", f"hydra.run.dir={run_dir}", check=True)
+    return run_dir, result.stdout
+
+
+def test_the_archive_rebuilt_from_the_store_is_the_live_one(toy_run):
+    run_dir, stdout = toy_run
+    settings = read_settings(snapshot_config(run_dir))
+    store = Store.open_readonly(run_dir)
+    try:
+        records = list(store.candidates())
+        rebuilt = SearchState.for_settings(settings)
+        for record in records:
+            told = rebuilt.tell(record)
+            # What the live run committed with this candidate, step by step.
+            assert (told.archive_status, told.cell, told.reward) == (record.archive_status, record.cell, record.reward)
+            assert (told.best_score, told.coverage) == (record.best_score, record.coverage)
+            assert told.qd_score == pytest.approx(record.qd_score, abs=1e-9)
+        bandit = store.get_state("bandit")
+    finally:
+        store.close()
+    # The live archive's elites: per cell, the last candidate that entered it.
+    live = {r.cell: r.id for r in records if r.archive_status > 0}
+    assert {e.cell: e.cid for e in rebuilt.archive.elites()} == live
+    assert len(live) >= 3
+    digest = next(line.split()[-1] for line in stdout.splitlines() if line.startswith("digest:"))
+    assert rebuilt.digest() == digest
+    # The bandit too: its last committed snapshot is the rebuilt bandit's.
+    snapshot = rebuilt.bandit.snapshot()
+    assert {a: s["pulls"] for a, s in bandit["arms"].items()} == {a: s["pulls"] for a, s in snapshot["arms"].items()}
+    assert sum(s["pulls"] for s in snapshot["arms"].values()) == len(records) - 1  # all but the seed
+
+
+def test_every_row_records_best_coverage_and_qd_score(toy_run):
+    run_dir, _ = toy_run
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        rows = db.execute("SELECT best_score, coverage, qd_score, score, status FROM candidates ORDER BY id").fetchall()
+    best = np.inf
+    for best_score, coverage, qd_score, score, status in rows:
+        if status == "ok":
+            best = min(best, score)
+        assert best_score == pytest.approx(best) and 0 < coverage <= 1 and qd_score > 0
+    coverages = [r[1] for r in rows]
+    assert coverages == sorted(coverages)  # an archive never loses a cell

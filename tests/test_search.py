@@ -1,0 +1,147 @@
+"""The search in real runs (engine, sandbox, store, offline model): the bandit leaves a
+useless operator, each operator gets its parents by its rule, and ReEvo's reflections
+are what the run's record says (offline) or extra cached LLM requests (a real LLM)."""
+import json
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from evo.app import snapshot_config
+from evo.operators import OPERATORS
+from evo.reflection import compare
+from evo.search_state import SearchState
+from evo.settings import read_settings
+from evo.store import Store
+from tests.conftest import TOY, run_evo
+
+
+def operators_in_order(run_dir) -> list[str]:
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        return [op for (op,) in db.execute("SELECT operator FROM candidates WHERE id > 0 ORDER BY id")]
+
+
+@pytest.mark.parametrize("policy", ["ucb1", "thompson", "uniform"])
+def test_a_useless_operator_gets_fewer_and_fewer_pulls(policy, tmp_path):
+    # m3 is made useless by design: its offline mix answers with the parent unchanged, a
+    # repeat that can never improve the archive. The learning policies must leave it;
+    # the uniform policy, which learns nothing, is the control.
+    run_dir = tmp_path / policy
+    only = [f"operators.{name}.weight=0" for name in OPERATORS if name not in ("m1", "e2", "m3")]
+    run_evo("run", *TOY, "seed=2", "budget.evaluations=161", f"bandit={policy}", *only,
+            "llm.mix={m3: {keep: 1.0}}", f"hydra.run.dir={run_dir}", check=True)
+    ops = operators_in_order(run_dir)
+    n = len(ops) // 3
+    thirds = [Counter(ops[:n])["m3"], Counter(ops[n:2 * n])["m3"], Counter(ops[2 * n:])["m3"]]
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        rewards = db.execute("SELECT SUM(reward), COUNT(*) FROM candidates WHERE operator = 'm3'").fetchone()
+    assert rewards[0] == 0 and rewards[1] == sum(thirds)
+    if policy == "uniform":
+        assert all(n >= 10 for n in thirds), thirds  # about 53 / 3 each
+    else:
+        # Fewer and fewer: each later third below the first, the last well below.
+        assert thirds[0] > max(thirds[1], thirds[2]) and thirds[2] <= 0.6 * thirds[0], thirds
+        pulls = Counter(ops)
+        assert pulls["m3"] < min(pulls["m1"], pulls["e2"]), pulls
+        assert pulls["m3"] <= 0.2 * len(ops), pulls  # uniform would give a third
+
+
+@pytest.fixture(scope="module")
+def all_operators_run(tmp_path_factory):
+    """A toy run with every operator enabled, uniform choice (so that each is used often)."""
+    run_dir = tmp_path_factory.mktemp("search") / "run"
+    run_evo("run", *TOY, "seed=5", "budget.evaluations=81", "bandit=uniform", "operators.i1.weight=1.0",
+            "operators.fix.weight=1.0", f"hydra.run.dir={run_dir}", check=True)
+    settings = read_settings(snapshot_config(run_dir))
+    store = Store.open_readonly(run_dir)
+    try:
+        records = list(store.candidates())
+        with sqlite3.connect(run_dir / "run.sqlite") as db:
+            prompts = {sample: json.loads(text)["messages"][1][1]
+                       for sample, text in db.execute("SELECT sample, request_json FROM llm_cache")}
+        # The state each batch was planned from: the candidates before its first id.
+        starts = sorted({min(r.id for r in records if r.batch == b) for b in {r.batch for r in records if r.id > 0}})
+        planned = {start: SearchState.from_store(store, settings, below=start) for start in starts}
+    finally:
+        store.close()
+    return records, prompts, planned, settings
+
+
+def test_each_operator_gets_its_parents_by_its_rule(all_operators_run):
+    records, _, planned, settings = all_operators_run
+    used = Counter()
+    for record in records[1:]:
+        state = planned[max(s for s in planned if s <= record.id)]
+        op = OPERATORS[record.operator]
+        used[op.name] += 1
+        elites = set(state.elite_ids())
+        if op.source == "none":
+            assert record.parents == ()
+        elif op.source == "best":
+            assert record.parents == (state.archive.best().cid,)
+        elif op.source == "failed":
+            assert len(record.parents) == 1 and record.parents[0] in state.failed
+        else:
+            assert set(record.parents) <= elites and len(record.parents) == min(op.arity, len(elites))
+            if op.source == "ranked":
+                scores = [state.records[p].score for p in record.parents]
+                assert scores == sorted(scores)
+    assert set(used) == set(settings.operator_names), used
+
+
+def test_offline_reflections_are_computed_from_the_run(all_operators_run):
+    records, prompts, planned, _ = all_operators_run
+    crossovers = [r for r in records if r.operator == "crossover"]
+    elitists = [r for r in records if r.operator == "elitist"]
+    assert crossovers and elitists
+    for record in crossovers:
+        state = planned[max(s for s in planned if s <= record.id)]
+        better, worse = (state.records[p] for p in record.parents)
+        expected = compare(better.code, worse.code).text(better.score, worse.score)
+        assert expected in prompts[record.id]
+    lessons_seen = 0
+    for record in elitists:
+        state = planned[max(s for s in planned if s <= record.id)]
+        text = state.memory.lessons().text()
+        assert (text or "(none yet)") in prompts[record.id]
+        lessons_seen += bool(text)
+    assert lessons_seen  # the long-term reflection had something to say in this run
+
+
+def test_curiosity_favours_elites_whose_children_enter_the_archive(all_operators_run):
+    records, _, _, settings = all_operators_run
+    state = SearchState.for_settings(settings)
+    for record in records:
+        state.tell(record)
+    # Recount the offspring statistics straight from the rows.
+    children, successes = Counter(), Counter()
+    for r in records:
+        if r.status != "llm_failed":
+            for p in set(r.parents):
+                children[p] += 1
+                successes[p] += r.archive_status > 0
+    assert state.children == children and state.successes == successes
+    import numpy as np
+
+    elites = state.elite_ids()
+    picks = Counter(state.select(1, np.random.default_rng(i), "curiosity", 3)[0] for i in range(3000))
+    rates = {e: (successes[e] + 1) / (children[e] + 2) for e in elites}
+    best, worst = max(elites, key=rates.get), min(elites, key=rates.get)
+    assert rates[best] > rates[worst]
+    assert picks[best] > picks[worst]
+    assert picks[best] / 3000 == pytest.approx(rates[best] / sum(rates.values()), abs=0.03)
+
+
+def test_operator_config_errors_are_one_line(tmp_path):
+    for override, expected in (
+        ("operators.m1.weight=-1", "operators.m1.weight must be a number >= 0"),
+        ("+operators.m9.weight=1", "operators: unknown m9"),
+        ("operators.m1.selection=best", "operators.m1.selection must be one of"),
+        ("bandit.policy=greedy", "bandit.policy must be one of"),
+        ("+bandit.window=0", "bandit.window must be at least 1"),
+        ("llm.mix={m3: {shrink: 1.0}}", "llm.mix.m3: unknown edit(s) shrink"),
+    ):
+        result = run_evo("run", *TOY, override, f"hydra.run.dir={tmp_path / 'x'}")
+        assert result.returncode == 2, (override, result.stderr)
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert not (tmp_path / "x").exists()
