@@ -1,8 +1,8 @@
 """Sweeps: `evo run --multirun ...` makes one run per combination of overrides.
 
-Each run of a sweep lives in its own folder of one sweep folder, named after its overrides
-(``hydra.sweep.subdir`` is ``${hydra:job.override_dirname}``), so the same job always maps
-to the same folder. Launching a sweep again with the same ``hydra.sweep.dir`` therefore
+Each run of a sweep lives in its own folder of one sweep folder, named after its swept
+overrides (``hydra.sweep.subdir`` is ``${hydra:job.override_dirname}``, and the constant
+overrides are excluded from it), so the same job always maps to the same folder. Launching a sweep again with the same ``hydra.sweep.dir`` therefore
 skips the runs that finished and resumes the ones that were interrupted (a Ctrl-C, a crash,
 a SLURM time limit); a job added to the sweep (one more seed) just starts.
 
@@ -230,13 +230,20 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
     from submitit.core.utils import FailedSubmissionError, UncompletedJobError
 
     sys.stderr.write(f"sweep folder: {sweep.dir}\n")
+    local = sweep.launcher.endswith(".LocalLauncher")
     saved = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        with _ctrl_c_to_the_jobs(sweep.launcher.endswith(".LocalLauncher")):
+        with _ctrl_c_to_the_jobs(local):
             start()
     except KeyboardInterrupt:
-        _wait_for_writers(sweep.dir, timeout_s=60)
+        if sweep.launcher.endswith(".SlurmLauncher"):
+            # A Ctrl-C stops only the waiting here; the cluster runs the jobs to their end.
+            sys.stderr.write(f"\nstopped waiting; the jobs go on in SLURM (squeue lists them)."
+                             f" `evo compare {sweep.dir}` shows the runs as they are.\n")
+            return 130
+        if local:
+            _wait_for_writers(sweep.dir, timeout_s=60)
         return report(sweep, interrupted=True)
     except MissingConfigException as exc:
         report(sweep)
