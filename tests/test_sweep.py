@@ -1,7 +1,8 @@
 """Sweeps (issue #10): `evo run --multirun` through the submitit_local launcher, each job in
 its own process and its own folder; the same sweep launched again skips the finished runs
-and resumes an interrupted one, and extends them when the budget grew; the SLURM preset's
-sbatch script; a job whose folder holds a run of another config is refused.
+and resumes an interrupted one, and extends them when the budget grew; a job whose folder
+holds a run of another config is refused; the SLURM preset's sbatch script, and a SLURM
+sweep (through a stand-in for SLURM's commands) whose preempted job is requeued and resumed.
 
 Real `evo` processes on the toy problem with the offline backend and tiny budgets.
 """
@@ -15,6 +16,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -218,3 +220,106 @@ def test_the_slurm_preset_writes_the_sbatch_script_and_a_refused_submission_is_o
     assert no_slurm.returncode == 2
     assert no_slurm.stderr.startswith("evo: error: hydra/launcher=submitit_slurm needs SLURM"), no_slurm.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+# ---- a stand-in for SLURM -------------------------------------------------------------------
+# Just enough of sbatch, srun, scontrol and sacct for submitit: sbatch runs each task of the
+# array here, in the background, with SLURM's environment; srun runs the command into its
+# log files and notes its pid; `scontrol requeue` makes the task run again once it exits.
+FAKE_SBATCH = """
+import os, re, subprocess, sys
+from pathlib import Path
+script = Path(sys.argv[-1])
+tasks = int(re.search(r"--array=0-(\\d+)", script.read_text()).group(1)) + 1
+array = str(5000 + os.getpid() % 1000)
+for i in range(tasks):
+    subprocess.Popen([sys.executable, os.path.join(os.environ["FAKE_SLURM"], "task.py"), str(script), array, str(i)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+print("Submitted batch job " + array)
+"""
+FAKE_TASK = """
+import os, re, subprocess, sys, time
+from pathlib import Path
+script, array, task = sys.argv[1:]
+job = array + "_" + task
+folder = re.search(r"_submit (\\S+)", Path(script).read_text()).group(1).replace("%j", job)
+while not Path(folder, job + "_submitted.pkl").exists():  # submitit moves it in after sbatch answers
+    time.sleep(0.05)
+env = dict(os.environ, SLURM_JOB_ID=str(int(array) + 1 + int(task)), SLURM_ARRAY_JOB_ID=array,
+           SLURM_ARRAY_TASK_ID=task, SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NTASKS="1",
+           SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="localhost", FAKE_SLURM_JOB=job)
+requeue = Path(os.environ["FAKE_SLURM"], "requeue_" + job)
+while True:
+    subprocess.run(["bash", script], env=env)
+    if not requeue.exists():
+        break
+    requeue.unlink()
+"""
+FAKE_SRUN = """
+import os, subprocess, sys
+args = sys.argv[1:]
+logs = {}
+while args[0].startswith("--"):
+    flag = args.pop(0)
+    if flag in ("--output", "--error"):
+        logs[flag] = args.pop(0)
+job = os.environ["FAKE_SLURM_JOB"]
+array, task = job.split("_")
+paths = {k: v.replace("%A", array).replace("%a", task).replace("%t", "0") for k, v in logs.items()}
+for path in paths.values():
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(paths["--output"], "a") as out, open(paths["--error"], "a") as err:
+    child = subprocess.Popen(args, stdout=out, stderr=err)
+    pid_file = os.path.join(os.environ["FAKE_SLURM"], "pid_" + job)
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(child.pid))
+    os.replace(pid_file + ".tmp", pid_file)
+    sys.exit(child.wait())
+"""
+FAKE_SCONTROL = """
+import os, sys
+assert sys.argv[1] == "requeue"
+open(os.path.join(os.environ["FAKE_SLURM"], "requeue_" + sys.argv[2]), "w").close()
+"""
+FAKE_SACCT = """
+print("JobID|State|NodeList")
+"""
+
+
+def fake_slurm(folder: Path) -> dict[str, str]:
+    folder.mkdir()
+    for name, text in {"sbatch": FAKE_SBATCH, "srun": FAKE_SRUN, "scontrol": FAKE_SCONTROL,
+                       "sacct": FAKE_SACCT, "task.py": FAKE_TASK}.items():
+        (folder / name).write_text(f"#!{sys.executable}\n{text.lstrip()}")
+        (folder / name).chmod(0o755)
+    env = evo_env()
+    env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
+    env["FAKE_SLURM"] = str(folder)
+    return env
+
+
+def test_a_slurm_sweep_whose_job_is_preempted_is_requeued_and_resumes_its_run(tmp_path):
+    env = fake_slurm(tmp_path / "slurm")
+    folder = tmp_path / "sweep"
+    args = [*EVO, "run", *TOY, "--multirun", "seed=0,1", "budget.evaluations=16", "hydra/launcher=submitit_slurm",
+            "hydra.launcher.partition=cpu", f"hydra.sweep.dir={folder}"]
+    with open(tmp_path / "err", "w") as err:
+        launcher = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=REPO,
+                                    stdin=subprocess.DEVNULL)
+    pids = list((tmp_path / "slurm").glob("pid_*_0"))
+    deadline = time.monotonic() + 120
+    while not (pids and _committed(folder / "seed=0")):
+        assert launcher.poll() is None and time.monotonic() < deadline, (tmp_path / "err").read_text()
+        time.sleep(0.05)
+        pids = list((tmp_path / "slurm").glob("pid_*_0"))
+    # SLURM's warning before a time limit or a preemption: submitit requeues the job.
+    os.kill(int(pids[0].read_text()), signal.SIGUSR2)
+    assert launcher.wait(180) == 0, (tmp_path / "err").read_text()
+    text = (tmp_path / "err").read_text()
+    assert "seed=0  resumed  budget.evaluations reached (16)" in text, text
+    assert "seed=1  started  budget.evaluations reached (16)" in text, text
+    for name in FOLDERS:
+        meta, count = store_facts(folder / name)
+        assert (meta["state"], count) == ("finished", 16)
+    assert "resuming run" in (folder / "seed=0" / "run.log").read_text()
+    assert not list((tmp_path / "slurm").glob("requeue_*"))  # the requeued task ran again
