@@ -19,6 +19,7 @@ reflection text (extra LLM calls "reflect_short" / "reflect_long"), see evo.engi
 from __future__ import annotations
 
 import ast
+import copy
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -88,14 +89,19 @@ class Lessons:
 
 
 def compare(better: str, worse: str, limit: int = 5) -> Comparison:
-    mine, theirs = terms(better), terms(worse)
-    return Comparison(_largest(mine - theirs, limit), _largest(theirs - mine, limit))
+    """Terms are compared with their constants left out (``0.5 * np.log(bins)`` and
+    ``0.7 * np.log(bins)`` are one term), and shown as the parent writes them."""
+    mine, theirs = _terms(better), _terms(worse)
+    return Comparison(_minimal(mine, set(mine) - set(theirs), limit), _minimal(theirs, set(theirs) - set(mine), limit))
 
 
 class Memory:
     """Accumulates, parent -> child, which terms went with improvement."""
 
     def __init__(self) -> None:
+        # Counted per term with its constants left out, so that evidence on
+        # `np.log(bins - item + 1)` and `np.log(bins - item + 2)` adds up.
+        self.example: dict[str, str] = {}  # term -> its latest concrete form, for hints
         self.introduced: Counter = Counter()
         self.introduced_better: Counter = Counter()
         self.removed: Counter = Counter()
@@ -103,13 +109,14 @@ class Memory:
         self.observed = 0
 
     def observe(self, parent_code: str, parent_score: float, child_code: str, child_score: float) -> None:
-        before, after = terms(parent_code), terms(child_code)
+        before, after = _terms(parent_code), _terms(child_code)
         better = child_score < parent_score
         self.observed += 1
-        for term in after - before:
+        self.example.update(after)
+        for term in after.keys() - before.keys():
             self.introduced[term] += 1
             self.introduced_better[term] += better
-        for term in before - after:
+        for term in before.keys() - after.keys():
             self.removed[term] += 1
             self.removed_better[term] += better
 
@@ -131,38 +138,56 @@ class Memory:
              if n >= _MIN_EVIDENCE and rate(self.removed_better[t], n) > 0.5),
             key=lambda x: (-rate(x[1], x[2]), -x[2], x[0]),
         )[:limit]
-        return Lessons(tuple(promising), tuple(futile), tuple(removals), self.observed)
+        show = self.example.get
+        return Lessons(tuple((show(t, t), i, n) for t, i, n in promising), tuple((show(t, t), n) for t, n in futile),
+                       tuple((show(t, t), i, n) for t, i, n in removals), self.observed)
 
 
-@lru_cache(maxsize=4096)
 def terms(code: str) -> frozenset[str]:
     """The expression subtrees of the code (helpers included: an LLM's heuristic may score
     in a helper function), as normalised source text."""
+    return frozenset(_terms(code).values())
+
+
+@lru_cache(maxsize=4096)
+def _terms(code: str) -> dict[str, str]:
+    """The code's terms: their form with every number written ``C`` -> their source."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
-        return frozenset()
-    found = set()
+        return {}
+    found = {}
+    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # `np.log` alone is no term
     for node in ast.walk(tree):
-        if not isinstance(node, ast.expr) or isinstance(node, ast.Constant):
+        if not isinstance(node, ast.expr) or isinstance(node, ast.Constant) or id(node) in callees:
             continue
         size = sum(1 for n in ast.walk(node) if isinstance(n, ast.expr))
         if _MIN_NODES <= size <= _MAX_NODES and not _constant_only(node):
-            found.add(ast.unparse(node))
-    return frozenset(found)
+            found.setdefault(_abstract(node), ast.unparse(node))
+    return found
+
+
+class _Numbers(ast.NodeTransformer):
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return ast.Name("C") if type(node.value) in (int, float) else node
+
+
+def _abstract(node: ast.expr) -> str:
+    return ast.unparse(_Numbers().visit(copy.deepcopy(node)))
 
 
 def _constant_only(node: ast.AST) -> bool:
     return not any(isinstance(n, ast.Name) for n in ast.walk(node))
 
 
-def _largest(found: frozenset[str], limit: int) -> tuple[str, ...]:
-    """The largest distinctive terms, without their own pieces: a big distinctive subtree
-    says more than its parts, which are distinctive only because it is."""
+def _minimal(source: dict[str, str], distinctive: set[str], limit: int) -> tuple[str, ...]:
+    """The smallest distinctive terms, without the bigger ones built on them: the
+    ingredient one parent has and the other lacks (`np.log(bins)`), not every formula
+    that happens to contain it."""
     chosen: list[str] = []
-    for term in sorted(found, key=lambda t: (-len(t), t)):
-        if not any(term in bigger for bigger in chosen):
+    for term in sorted(distinctive, key=lambda t: (len(t), t)):
+        if not any(smaller in term for smaller in chosen):
             chosen.append(term)
         if len(chosen) == limit:
             break
-    return tuple(chosen)
+    return tuple(source[t] for t in chosen)

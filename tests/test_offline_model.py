@@ -6,7 +6,8 @@ import pytest
 
 from evo.llm.base import Request
 from evo.llm.offline import OfflineBackend
-from evo.mutation import Mutator
+from evo.errors import UserError
+from evo.mutation import EditFailed, Mutator
 from evo.parse import parse_answer
 
 SEED = "import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item)\n"
@@ -56,3 +57,75 @@ def test_edits_target_assignments_when_the_function_has_them():
         edit = Mutator("select_next_node", ("distance_matrix[destination_node][unvisited_nodes]",),
                        np.random.default_rng(seed)).replace_subexpression(code)
         assert edit.code.rstrip().endswith("return unvisited_nodes[np.argmin(scores)]")
+
+
+# ---- each operator in its own spirit ------------------------------------------------------
+def code_of(operator: str, sample: int, parents=(SEED, OTHER), hints=(), backend=None) -> str:
+    backend = backend or OfflineBackend("priority", VOCAB, 0)
+    text = backend.complete(Request(messages=(), operator=operator, parents=parents, sample=sample, hints=hints)).text
+    return parse_answer(text, "priority", 2).code
+
+
+def nodes(code: str) -> list[str]:
+    """The code's form: its node types, a negative number counted as a number."""
+    return sorted(type(n).__name__ for n in ast.walk(ast.parse(code)) if not isinstance(n, (ast.UnaryOp, ast.USub)))
+
+
+def shared_terms(a: str, b: str) -> float:
+    from evo.reflection import terms
+
+    ta, tb = terms(a), terms(b)
+    return len(ta & tb) / max(1, len(ta | tb))
+
+
+def test_operators_differ_in_what_they_achieve():
+    parent = "import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item) + 0.5 * np.log(bins) - 0.1 * item\n"
+    stats = {}
+    for op in ("e1", "m1", "m2", "m3"):
+        children = [code_of(op, s, parents=(parent, OTHER)) for s in range(40)]
+        stats[op] = (np.mean([len(nodes(c)) - len(nodes(parent)) for c in children]),
+                     np.mean([shared_terms(c, parent) for c in children]),
+                     np.mean([nodes(c) == nodes(parent) for c in children]))
+    assert stats["m2"][2] == 1.0  # m2 keeps the form, only parameters change
+    assert stats["m3"][0] < 0 and stats["m3"][2] == 0.0  # m3 always simplifies
+    assert stats["e1"][1] < stats["m1"][1] < stats["m2"][1]  # e1 departs most from its parent
+    assert stats["m1"][1] > 0.3  # m1 is a modification, not a new heuristic
+
+
+def test_m2_without_constants_tunes_a_part_never_the_whole_score():
+    plain = "import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item) + np.log(bins)\n"
+    for seed in range(20):
+        edit = Mutator("priority", VOCAB, np.random.default_rng(seed)).perturb_constant(plain)
+        body = ast.parse(edit.code).body[-1].body[-1].value
+        # A factor on the whole score changes no argmax: the child would repeat its parent.
+        assert not (isinstance(body, ast.BinOp) and isinstance(body.left, ast.Constant)), edit.code
+        assert edit.code != plain
+    with pytest.raises(EditFailed):
+        Mutator("priority", VOCAB, np.random.default_rng(0)).perturb_constant(
+            "def priority(item, bins):\n    return bins\n")
+
+
+def test_crossover_keeps_the_better_parents_distinctive_terms():
+    better = "import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item) + 0.5 * np.log(bins)\n"
+    worse = "import numpy as np\n\ndef priority(item, bins):\n    return bins / item - np.max(bins)\n"
+    kept = sum("np.log(bins)" in code_of("crossover", s, parents=(better, worse), hints=("np.log(bins)",))
+               for s in range(40))
+    unguided = sum("np.log(bins)" in code_of("crossover", s, parents=(better, worse)) for s in range(40))
+    assert kept == 40 and unguided < 40
+
+
+def test_elitist_draws_new_terms_from_the_long_term_reflection():
+    hint = "np.sqrt(bins - item)"
+    guided = sum(hint in code_of("elitist", s, hints=(hint,)) for s in range(40))
+    unguided = sum(hint in code_of("elitist", s) for s in range(40))
+    assert guided >= 10 and guided > 3 * max(unguided, 1)
+
+
+def test_a_configured_mix_replaces_an_operators_edits():
+    keep = OfflineBackend("priority", VOCAB, 0, {"m1": {"keep": 1.0}})
+    assert all(code_of("m1", s, backend=keep) == SEED for s in range(5))
+    only_constants = OfflineBackend("priority", VOCAB, 0, {"m1": {"perturb_constant": 1.0}})
+    assert all(nodes(code_of("m1", s, parents=(OTHER,), backend=only_constants)) == nodes(OTHER) for s in range(5))
+    for bad in ({"m1": {"shrink": 1.0}}, {"m1": {}}, {"m1": {"wrap": -1}}, {"m1": {"wrap": 0}}):
+        with pytest.raises(UserError):
+            OfflineBackend("priority", VOCAB, 0, bad)
