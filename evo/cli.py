@@ -9,17 +9,21 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from evo.errors import UserError
+from evo.rundir import RESUMABLE_KEYS, RESUMABLE_PREFIXES, may_change_on_resume, remove_unstarted
 
 USAGE = """usage: evo COMMAND ...
 
   run [overrides]                   start a run (a Hydra app; --multirun sweeps)
-  resume RUN_DIR [overrides]        continue a run where it stopped (budget.* and sandbox.* may change)
-  inspect RUN_DIR [--json]          summary: budget used, best, coverage, QD score, cost, dedup
-  elites RUN_DIR [--json]           the archive, one row per occupied cell
+  resume RUN_DIR [overrides]        continue a run where it stopped (budget.*, sandbox.*, workers may change)
+  inspect RUN_DIR [--json] [--no-test]
+                                    summary: budget used, best, coverage, QD score, cost, dedup
+  elites RUN_DIR [--json] [--sort score|cell|id]
+                                    the archive, one row per occupied cell
   show RUN_DIR ID [--json]          thought, code, scores, lineage and error of one candidate
   export RUN_DIR [--id ID] [-o F]   a standalone .py of the best (or chosen) heuristic
-  report RUN_DIR [-o F]             a self-contained HTML report of the run
-  compare DIR... [--json]           a table of runs (run folders or sweep folders)
+  report RUN_DIR [-o F]             HTML report (default RUN_DIR/report.html; -o - for stdout)
+  compare DIR... [--json] [--test] [--html FILE]
+                                    a table of runs (run folders or sweep folders)
   evaluate FILE [problem=NAME] [--json]
                                     evaluate a heuristic file on the train and test sets
   doctor [overrides]                check the configured LLM endpoint with one tiny request
@@ -79,7 +83,7 @@ def _hydra_app(overrides: list[str]) -> int:
         try:
             exit_codes.append(execute(cfg, run_dir, fresh=True))
         except UserError as exc:
-            _remove_unstarted(run_dir)
+            remove_unstarted(run_dir)
             sys.stderr.write(f"evo: error: {exc}\n")
             exit_codes.append(EXIT_USAGE)
         return None
@@ -93,15 +97,6 @@ def _hydra_app(overrides: list[str]) -> int:
     finally:
         sys.argv = saved
     return max(exit_codes, default=0)
-
-
-def _remove_unstarted(run_dir: Path) -> None:
-    """A run that failed before its store existed leaves nothing behind."""
-    if (run_dir / "run.sqlite").exists():
-        return
-    for path in sorted(run_dir.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    run_dir.rmdir()
 
 
 def register_resolvers() -> None:
@@ -135,13 +130,6 @@ def compose_config(overrides: list[str], return_hydra_config: bool = False):
 
 
 # ---- resume ------------------------------------------------------------------------------
-# What may change when a run continues: its budgets and the sandbox's limits, and the
-# number of evaluation workers (results are committed in id order, so it does not change
-# the run). Anything else would make the rest of the run a different experiment.
-RESUMABLE_PREFIXES = ("budget.", "sandbox.")
-RESUMABLE_KEYS = ("workers",)
-
-
 def _resume(args: list[str]) -> int:
     parser = _parser("resume", "continue an interrupted or finished run")
     parser.add_argument("run_dir", type=Path)
@@ -152,7 +140,7 @@ def _resume(args: list[str]) -> int:
         key, sep, _ = override.partition("=")
         if not sep or not key:
             raise UserError(f"override {override!r} must look like key=value")
-        if not (key.startswith(RESUMABLE_PREFIXES) or key in RESUMABLE_KEYS):
+        if not may_change_on_resume(key):
             allowed = ", ".join([f"{p}*" for p in RESUMABLE_PREFIXES] + list(RESUMABLE_KEYS))
             raise UserError(f"{key} cannot change on resume: only {allowed} may, as anything else would make"
                             " the rest of the run a different experiment; start a new run with `evo run` instead")

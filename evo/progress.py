@@ -9,11 +9,11 @@ from evo.store import CandidateRecord
 
 
 class Progress:
-    def __init__(self, budget: int, score_name: str, stream: TextIO = sys.stderr, every_s: float = 5.0):
+    def __init__(self, budget: int, score_name: str, stream: TextIO | None = None, every_s: float = 5.0):
         self.budget = budget
         self.score_name = score_name
-        self.stream = stream
-        self.live = stream.isatty()
+        self.stream = stream or sys.stderr  # looked up now: tests and sweeps swap sys.stderr
+        self.live = self.stream.isatty()
         self.every_s = every_s  # when not a terminal: one line every few seconds, for logs
         self._last = 0.0
         self.best: float | None = None

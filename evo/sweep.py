@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from evo.errors import UserError
+from evo.rundir import may_change_on_resume, remove_unstarted
 from evo.store import STORE_NAME, Store
 
 # Our presets in conf/hydra/launcher/ carry the same names as the plugin's structured
@@ -152,7 +153,7 @@ def decide(cfg: DictConfig, run_dir: Path) -> str:
     if not (run_dir / STORE_NAME).exists():
         return "started"
     changed = _changed_keys(snapshot_config(run_dir), cfg)
-    fixed = [k for k in changed if not _may_change_on_resume(k)]
+    fixed = [k for k in changed if not may_change_on_resume(k)]
     if fixed:
         shown = ", ".join(fixed[:3]) + (" ..." if len(fixed) > 3 else "")
         raise UserError(f"{run_dir} holds a run with another config ({shown} differ);"
@@ -191,7 +192,7 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
     """The task of one job of ``sweep``: run, resume or skip it, and record what happened."""
-    from evo.cli import EXIT_USAGE, _remove_unstarted
+    from evo.cli import EXIT_USAGE
 
     try:
         action = decide(cfg, run_dir)
@@ -201,7 +202,7 @@ def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
         message = "already finished" if action == "skipped" else _meta(run_dir).get("stop_reason", "")
     except UserError as exc:
         if run_dir.is_dir():
-            _remove_unstarted(run_dir)
+            remove_unstarted(run_dir)
         sys.stderr.write(f"evo: error: {exc}\n")
         action, code, message = "failed", EXIT_USAGE, str(exc)
     _record(sweep, Outcome(job_num, str(run_dir), action, code, message))
@@ -355,10 +356,6 @@ def _changed_keys(before: DictConfig, after: DictConfig) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _ABSENT) != b.get(k, _ABSENT))
 
 
-def _may_change_on_resume(key: str) -> bool:
-    from evo.cli import RESUMABLE_KEYS, RESUMABLE_PREFIXES
-
-    return key.startswith(RESUMABLE_PREFIXES) or key in RESUMABLE_KEYS
 
 
 def _relative(path: str, base: Path) -> str:

@@ -459,6 +459,8 @@ def main() -> None:
     srv.setup()
     try:
         srv.serve()
+    except BrokenPipeError:
+        pass  # the caller is gone (killed, or a second Ctrl-C): clean up below and exit quietly
     finally:
         for r in list(srv.running.values()):
             srv._kill(r, "shutdown")
