@@ -1,5 +1,6 @@
 """The MAP-Elites archive: fixed cells, pyribs' statuses, the digest, and a real run whose
 archive, rebuilt from the store, is the one the live run kept candidate by candidate."""
+import json
 import sqlite3
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_the_archive_rebuilt_from_the_store_is_the_live_one(toy_run):
     assert rebuilt.digest() == digest
     # The bandit too: its last committed snapshot is the rebuilt bandit's.
     snapshot = rebuilt.bandit.snapshot()
-    assert {a: s["pulls"] for a, s in bandit["arms"].items()} == {a: s["pulls"] for a, s in snapshot["arms"].items()}
+    assert bandit == json.loads(json.dumps(snapshot))
     assert sum(s["pulls"] for s in snapshot["arms"].values()) == len(records) - 1  # all but the seed
 
 
@@ -102,3 +103,25 @@ def test_every_row_records_best_coverage_and_qd_score(toy_run):
         assert best_score == pytest.approx(best) and 0 < coverage <= 1 and qd_score > 0
     coverages = [r[1] for r in rows]
     assert coverages == sorted(coverages)  # an archive never loses a cell
+
+
+def test_qd_gain_rewards_the_gain_as_a_share_of_a_perfect_elite():
+    from evo.bandit import BanditConfig
+    from evo.store import CandidateRecord
+
+    state = SearchState.empty(AXES, 10.0, ("m1",), BanditConfig("ucb1", reward="qd_gain"))
+
+    def record(cid: int, score: float, measures: tuple, status: str = "ok") -> CandidateRecord:
+        return CandidateRecord(
+            id=cid, batch=cid, operator="m1" if cid else "seed", parents=(0,) if cid else (), thought="",
+            code=f"x = {cid}", status=status, error="", score=score, measures=measures, cell=None,
+            archive_status=0, reward=0.0, syntactic_hash=str(cid), functional_hash=None, equivalent_to=None,
+            dedup=None, model="", prompt_tokens=0, completion_tokens=0, cost_usd=0.0, llm_s=0.0, probe_s=0.0,
+            eval_s=0.0, best_score=None, coverage=0.0, qd_score=0.0, created=0.0)
+
+    state.tell(record(0, 6.0, (5.0, 0.1)))
+    assert state.tell(record(1, 4.0, (5.0, 0.1))).reward == pytest.approx(0.2)  # better elite: (6 - 4) / 10
+    assert state.tell(record(2, 3.0, (35.0, 0.9))).reward == pytest.approx(0.7)  # new cell: (10 - 3) / 10
+    assert state.tell(record(3, 9.0, (5.0, 0.1))).reward == 0.0  # worse: no gain
+    assert state.tell(record(4, 25.0, (20.0, 0.5))).reward == 0.0  # a new cell below the reference loses QD
+    assert state.bandit.stats["m1"].reward_sum == pytest.approx(0.9)

@@ -145,3 +145,37 @@ def test_operator_config_errors_are_one_line(tmp_path):
         assert result.returncode == 2, (override, result.stderr)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_with_an_llm_reflections_are_extra_cached_and_replayable_requests(tmp_path):
+    from llm_server import ScriptedServer
+
+    only = [f"operators.{name}.weight=0" for name in OPERATORS if name not in ("m1", "crossover", "elitist")]
+    common = ["+problem.instance.train_instances=1", "budget.evaluations=13", "seed=4", *only]
+    run_dir = tmp_path / "llm"
+    with ScriptedServer() as server:
+        run_evo("run", "llm=local", f"llm.base_url={server.url}", *common, f"hydra.run.dir={run_dir}", check=True)
+        asked = server.count
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        cache = {sample: (json.loads(request)["operator"], json.loads(request)["messages"][1][1], text)
+                 for sample, request, text in db.execute("SELECT sample, request_json, text FROM llm_cache")}
+        rows = db.execute("SELECT id, batch, operator FROM candidates WHERE id > 0 ORDER BY id").fetchall()
+    assert asked == len(cache)  # every request once, reflections included
+    crossovers = [cid for cid, _, op in rows if op == "crossover"]
+    assert crossovers
+    for cid in crossovers:
+        operator, _, reflection = cache[-2 * cid - 1]
+        assert operator == "reflect_short"
+        assert reflection.strip() in cache[cid][1]  # the crossover's prompt shows the LLM's reflection
+    long_asks = {sample: text for sample, (op, _, text) in cache.items() if op == "reflect_long"}
+    assert long_asks  # the run's lessons, once per batch that mutates its best
+    for cid, batch, op in rows:
+        if op == "elitist" and -2 * (1 + 4 * batch) - 2 in long_asks:
+            assert long_asks[-2 * (1 + 4 * batch) - 2].strip() in cache[cid][1]
+    assert all(sample >= 0 or op.startswith("reflect_") for sample, (op, _, _) in cache.items())
+    # Replayed from the run's cache, with no server at all: the same run, reflections included.
+    replay_dir = tmp_path / "replay"
+    run_evo("run", "llm=replay", f"llm.source={run_dir}", *common, f"hydra.run.dir={replay_dir}", check=True)
+    with sqlite3.connect(run_dir / "run.sqlite") as a, sqlite3.connect(replay_dir / "run.sqlite") as b:
+        query = "SELECT id, operator, parents, code, score FROM candidates ORDER BY id"
+        assert a.execute(query).fetchall() == b.execute(query).fetchall()
