@@ -167,6 +167,40 @@ class Mutator:
         _replace(tree, mine, new)
         return Edit(ast.unparse(tree), f"Blended both parents' scores, the second weighted by {w}.")
 
+    # ---- keeping answers lean and readable ------------------------------------------------
+    def size(self, code: str) -> int:
+        """Expression nodes in the scoring expressions."""
+        _, sites = self._sites(code)
+        return sum(1 for site in sites for n in ast.walk(site) if isinstance(n, ast.expr))
+
+    def prune(self, edit: Edit, limit: int) -> Edit:
+        """Simplify until the scoring expressions have at most ``limit`` nodes. Edits that
+        add (blends, new terms, transplants) would otherwise grow the code without end
+        (GP's bloat): each evaluation gets slower, and further edits mostly land in inert
+        material."""
+        code, pruned = edit.code, 0
+        while self.size(code) > limit and pruned < 50:
+            code = self.delete_term(code).code
+            pruned += 1
+        if not pruned:
+            return edit
+        return Edit(code, f"{edit.thought} Then pruned {pruned} terms to stay within {limit} nodes.")
+
+    def document(self, edit: Edit) -> Edit:
+        """The entry function's docstring says the edit's idea, not an ancestor's."""
+        tree = ast.parse(edit.code)
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == self.entry]
+        if not functions:
+            return edit
+        body = functions[-1].body
+        doc = ast.Expr(ast.Constant(edit.thought))
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body[0] = doc
+        else:
+            body.insert(0, doc)
+        return Edit(ast.unparse(tree), edit.thought)
+
     def guard(self, code: str) -> Edit:
         """Repair: make the scores finite, the commonest cause of failures."""
         tree, sites = self._sites(code)

@@ -66,9 +66,15 @@ def code_of(operator: str, sample: int, parents=(SEED, OTHER), hints=(), backend
     return parse_answer(text, "priority", 2).code
 
 
+def score_of(code: str) -> str:
+    """The scoring statement (the function's last), without the docstring that says the idea."""
+    return ast.unparse(ast.parse(code).body[-1].body[-1])
+
+
 def nodes(code: str) -> list[str]:
-    """The code's form: its node types, a negative number counted as a number."""
-    return sorted(type(n).__name__ for n in ast.walk(ast.parse(code)) if not isinstance(n, (ast.UnaryOp, ast.USub)))
+    """The scoring statement's form: its node types, a negative number counted as a number."""
+    return sorted(type(n).__name__ for n in ast.walk(ast.parse(score_of(code)))
+                  if not isinstance(n, (ast.UnaryOp, ast.USub)))
 
 
 def shared_terms(a: str, b: str) -> float:
@@ -108,24 +114,37 @@ def test_m2_without_constants_tunes_a_part_never_the_whole_score():
 def test_crossover_keeps_the_better_parents_distinctive_terms():
     better = "import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item) + 0.5 * np.log(bins)\n"
     worse = "import numpy as np\n\ndef priority(item, bins):\n    return bins / item - np.max(bins)\n"
-    kept = sum("np.log(bins)" in code_of("crossover", s, parents=(better, worse), hints=("np.log(bins)",))
+    kept = sum("np.log(bins)" in score_of(code_of("crossover", s, parents=(better, worse), hints=("np.log(bins)",)))
                for s in range(40))
-    unguided = sum("np.log(bins)" in code_of("crossover", s, parents=(better, worse)) for s in range(40))
+    unguided = sum("np.log(bins)" in score_of(code_of("crossover", s, parents=(better, worse))) for s in range(40))
     assert kept == 40 and unguided < 40
 
 
 def test_elitist_draws_new_terms_from_the_long_term_reflection():
     hint = "np.sqrt(bins - item)"
-    guided = sum(hint in code_of("elitist", s, hints=(hint,)) for s in range(40))
-    unguided = sum(hint in code_of("elitist", s) for s in range(40))
+    guided = sum(hint in score_of(code_of("elitist", s, hints=(hint,))) for s in range(40))
+    unguided = sum(hint in score_of(code_of("elitist", s)) for s in range(40))
     assert guided >= 10 and guided > 3 * max(unguided, 1)
 
 
 def test_a_configured_mix_replaces_an_operators_edits():
     keep = OfflineBackend("priority", VOCAB, 0, {"m1": {"keep": 1.0}})
-    assert all(code_of("m1", s, backend=keep) == SEED for s in range(5))
+    assert all(code_of("m1", s, backend=keep) == SEED for s in range(5))  # verbatim, docstring and all
     only_constants = OfflineBackend("priority", VOCAB, 0, {"m1": {"perturb_constant": 1.0}})
     assert all(nodes(code_of("m1", s, parents=(OTHER,), backend=only_constants)) == nodes(OTHER) for s in range(5))
     for bad in ({"m1": {"shrink": 1.0}}, {"m1": {}}, {"m1": {"wrap": -1}}, {"m1": {"wrap": 0}}):
         with pytest.raises(UserError):
             OfflineBackend("priority", VOCAB, 0, bad)
+
+
+def test_answers_are_pruned_to_the_node_limit_and_say_their_idea():
+    backend = OfflineBackend("priority", VOCAB, 0, max_nodes=12)
+    mutator = Mutator("priority", VOCAB, np.random.default_rng(0))
+    sizes = []
+    for s in range(30):
+        code = code_of("e2", s, backend=backend)  # blends of the two parents: 20 nodes unpruned
+        sizes.append(mutator.size(code))
+        doc = ast.get_docstring(ast.parse(code).body[-1])
+        assert doc and doc.startswith(("Blended", "Took")), doc
+    assert max(sizes) <= 12
+    assert max(mutator.size(code_of("e2", s)) for s in range(30)) > 12  # the default limit leaves them

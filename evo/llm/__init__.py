@@ -23,7 +23,9 @@ def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
     if kind == "offline":
         from evo.llm.offline import OfflineBackend
 
-        return OfflineBackend(entry, vocabulary, seed, llm.get("mix"))
+        from evo.llm.offline import MAX_NODES
+
+        return OfflineBackend(entry, vocabulary, seed, llm.get("mix"), int(llm.get("max_nodes") or MAX_NODES))
     if kind == "litellm":
         from evo.llm.litellm_backend import LiteLLMBackend
 
