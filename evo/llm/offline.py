@@ -28,7 +28,10 @@ _MIXES: dict[str, list[tuple[str, float]]] = {
     "m3": [("delete_term", 1.0)],
     "crossover": [("crossover", 0.7), ("blend", 0.3)],
     "elitist": [("combine_with_term", 0.4), ("replace_subexpression", 0.3), ("perturb_constant", 0.3)],
-    "fix": [("guard", 1.0)],
+    # Repairs of the commonest failures, chosen at random: this model reads no prose, so
+    # not from the error text as an LLM would. Non-finite scores (guard), a scalar where
+    # an array is needed (combine with a term), a broken subterm (delete it).
+    "fix": [("guard", 0.4), ("combine_with_term", 0.3), ("delete_term", 0.3)],
 }
 _TWO_PARENT = {"crossover", "blend"}
 # Expression nodes an answer's scoring expressions may have; larger answers are pruned.
