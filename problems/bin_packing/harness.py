@@ -70,85 +70,94 @@ def pack(fn, items: np.ndarray, capacity: float) -> np.ndarray:
         i = int(np.argmax(items_list))
         raise ValueError(f"item {i} (size {items_list[i]:g}) is larger than the bin capacity {cap:g}")
     dead_below = min(items_list)  # a bin with less room than the smallest item is closed for good
-    rem_np = np.full(n, cap)  # remaining capacity per bin, for the vectorised path when many open bins fit
-    opened: list[tuple[float, int]] = []  # (remaining, bin) of touched, still useful bins, sorted
+    rem = [cap] * n  # remaining capacity per bin
+    rem_np = np.full(n, cap)  # the same, for the vectorised path when many open bins fit
+    # The touched bins that can still take an item, as two parallel lists sorted by remaining
+    # capacity (ties in no particular order): keys = remaining, ids = bin.
+    keys: list[float] = []
+    ids: list[int] = []
     t = 0  # bins t.. n-1 were never touched (all at capacity)
     out = [0] * n
-    # The array handed to the heuristic is a read-only view of one buffer. Invariant between
-    # calls: buf[k_prev:] == cap, so each step rewrites only the few head entries instead of
-    # thousands. If the heuristic writes to its argument (legal in FunSearch, which passes a
-    # fresh copy), the write raises "read-only"; we then redo that call and the rest of the
-    # instance with a writable buffer rewritten in full each step (same values as a fresh copy).
-    buf = np.full(n, cap)
+    # The array handed to the heuristic is a read-only view buf[start:end] of one buffer of
+    # 2n entries: the k feasible open bins are written just before index n (start = n - k),
+    # and buf[n:] holds the capacity for good, so the n - t untouched bins cost no writes at
+    # all (end = 2n - t). If the heuristic writes to its argument (legal in FunSearch, which
+    # passes a fresh array), the write raises "read-only"; we then redo that call, and every
+    # later call of the instance, with a fresh writable copy (same values).
+    buf = np.full(2 * n, cap)
     view = buf.view()
     view.flags.writeable = False
+    end = 2 * n
     writable = False
-    k_prev = 0
     nd = np.ndarray
-    kinds = _KINDS
+    f8 = np.dtype(np.float64)
     flatnonzero = np.flatnonzero
+    rem_at = rem.__getitem__
     for i, item in enumerate(items_list):
-        pos = bisect_left(opened, (item, -1))
-        k = len(opened) - pos
-        m = k + n - t
-        if k == 0:
-            pairs = None
-        elif k == 1:  # the most common case by far for good heuristics
-            pairs = opened[pos:]
-            buf[0] = pairs[0][0]
-        elif k <= _FEW:
-            pairs = sorted(opened[pos:], key=_second)
-            buf[:k] = [r for r, _ in pairs]
+        # k = how many open bins can take the item: the top of `keys`. Checking the last one
+        # or two first saves the bisection in most steps.
+        if not keys or keys[-1] < item:
+            k = 0
+            start = n
+        elif len(keys) == 1 or keys[-2] < item:
+            k = 1
+            start = n - 1
+            buf[start] = keys[-1]
         else:
-            ids = flatnonzero(rem_np[:t] >= item)
-            buf[:k] = rem_np[ids]
-            pairs = None
+            pos = bisect_left(keys, item)
+            k = len(keys) - pos
+            start = n - k
+            if k <= _FEW:
+                feasible = ids[pos:]
+                feasible.sort()  # bin order
+                buf[start:n] = list(map(rem_at, feasible))
+            else:
+                feasible = flatnonzero(rem_np[:t] >= item)
+                buf[start:n] = rem_np[feasible]
         if writable:
-            buf[k:m] = cap
-            p = fn(item, buf[:m])
+            p = fn(item, buf[start:end].copy())
         else:
-            if k_prev > k:
-                buf[k:k_prev] = cap
             try:
-                p = fn(item, view[:m])
+                p = fn(item, view[start:end])
             except ValueError as exc:
                 if "read-only" not in str(exc):
                     raise
                 writable = True
-                buf[k:m] = cap
-                p = fn(item, buf[:m])
-        k_prev = k
-        if type(p) is not nd or p.shape != (m,) or p.dtype.kind not in kinds:
+                p = fn(item, buf[start:end].copy())
+        m = end - start
+        if type(p) is not nd or p.dtype is not f8 or p.shape != (m,):
             p = _priorities(p, m)
-        j = p.argmax()
+        j = int(p.argmax())
         if j < k:
-            if pairs is not None:
-                pair = pairs[j]
-                old, b = pair
+            if k == 1:
+                old = keys.pop()
+                b = ids.pop()
             else:
-                b = int(ids[j])
-                old = float(rem_np[b])
-                pair = (old, b)
-            del opened[bisect_left(opened, pair)]
+                b = int(feasible[j])
+                old = rem[b]
+                q = ids.index(b, bisect_left(keys, old, pos))
+                del keys[q], ids[q]
         else:
-            b = int(t + j - k)
+            b = t + j - k
             old = cap
-            for e in range(t, b):  # untouched bins we skipped over stay empty, now "opened"
-                insort(opened, (cap, e))
+            if b > t:  # untouched bins we skipped over stay empty, now "opened"
+                q = bisect_left(keys, cap)
+                keys[q:q] = [cap] * (b - t)
+                ids[q:q] = range(t, b)
             t = b + 1
+            end = 2 * n - t
         new = old - item
+        rem[b] = new
         rem_np[b] = new
         if new >= dead_below:
-            insort(opened, (new, b))
+            q = bisect_left(keys, new)
+            keys.insert(q, new)
+            ids.insert(q, b)
         out[i] = b
     return np.array(out, dtype=np.int64)
 
 
 _FEW = 48  # above this many feasible open bins, a numpy scan beats sorting them in Python
-
-
-def _second(pair):
-    return pair[1]
 
 
 def solve(fn, payload) -> list[np.ndarray]:

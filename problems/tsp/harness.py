@@ -52,12 +52,14 @@ def tour(fn, distance_matrix: np.ndarray) -> np.ndarray:
         dm.flags.writeable = False
     out = [0] * (n + 1)
     # The unvisited cities live in one buffer; each step hands the heuristic a read-only view
-    # of its first k entries and then closes the gap left by the chosen city (a memmove).
-    # A Python mirror finds the city's position by bisection. This is several times cheaper
-    # than building a fresh array each step, and the values seen are the same.
-    left = list(range(1, n))
-    buf = np.arange(1, n, dtype=np.int64)
-    view = buf.view()
+    # of its first k entries and then closes the gap left by the chosen city. The buffer is a
+    # bytearray seen both as that numpy array and as a memoryview of int64, which finds the
+    # city by bisection and closes the gap (a memmove) at a fraction of numpy's per-call
+    # cost. Several times cheaper than building a fresh array each step; the values seen
+    # are the same.
+    raw = bytearray(np.arange(1, max(n, 1), dtype=np.int64).tobytes())
+    left = memoryview(raw).cast("q")
+    view = np.frombuffer(raw, dtype=np.int64)
     view.flags.writeable = False
     k = n - 1
     current = 0
@@ -69,12 +71,11 @@ def tour(fn, distance_matrix: np.ndarray) -> np.ndarray:
             node = index(value)
         except TypeError:
             node = _node(value, step, unvisited, n)
-        p = bisect_left(left, node)
+        p = bisect_left(left, node, 0, k)
         if p == k or left[p] != node:
             _node(node, step, unvisited, n)
-        del left[p]
         k -= 1
-        buf[p:k] = buf[p + 1:k + 1]
+        left[p:k] = left[p + 1:k + 1]
         out[step] = node
         current = node
     return np.array(out, dtype=np.int64)
