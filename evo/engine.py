@@ -35,6 +35,10 @@ from problems.base import Dataset, Problem
 SEED_OPERATOR = "seed"
 
 
+class _Stopped(Exception):
+    """A candidate's draft that was not started because the run is stopping."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything decided about a candidate before its request is sent."""
@@ -246,10 +250,11 @@ class Engine:
             if plan.cid not in drafts:
                 continue
             if self.stop_requested.is_set():
-                for future in drafts.values():
-                    future.cancel()  # a request still queued is never sent: nothing new after a stop
                 break
-            draft = ready[plan.cid] = drafts[plan.cid].result()
+            try:
+                draft = ready[plan.cid] = drafts[plan.cid].result()
+            except _Stopped:
+                break
             if not draft.syntax or draft.syntax in state.by_syntax or draft.syntax in seen_syntax:
                 continue
             seen_syntax.add(draft.syntax)
@@ -287,6 +292,10 @@ class Engine:
         return bool(rng.random() < self.settings.verify_rate)
 
     def _draft(self, plan: Plan, known_syntax: frozenset[str]) -> Draft:
+        if self.stop_requested.is_set():
+            # Still queued when the stop came (the main thread may be waiting on a slow
+            # answer meanwhile): its request is never sent. Nothing new after a stop.
+            raise _Stopped
         response = self.backend.complete(plan.request)
         if not response.ok:
             return Draft(plan, response, "", "", None, response.error)
