@@ -83,7 +83,7 @@ def resume(run_dir: Path, overrides: list[str]) -> int:
             cfg = _stored_config(store, run_dir)
             for override in overrides:
                 _apply_override(cfg, override)
-            settings = read_settings(cfg)
+            settings = _settings_of_stored(cfg, run_dir)
             problem = load_problem(cfg)
             if overrides:
                 # The store first: it is what the next resume reads. The file is for people.
@@ -260,6 +260,17 @@ def _stored_config(store: Store, run_dir: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise UserError(f"the config stored with {run_dir} is not a mapping")
     return cfg
+
+
+def _settings_of_stored(cfg: DictConfig, run_dir: Path) -> Settings:
+    try:
+        return read_settings(cfg)
+    except (KeyError, OmegaConfBaseException) as exc:
+        # A key this evo needs and the run's config lacks (or the reverse): the run was
+        # made by another version of evo. Say so rather than show a traceback.
+        raise UserError(f"the config stored with {run_dir} does not fit this version of evo"
+                        f" ({type(exc).__name__}: {str(exc).splitlines()[0]}); resume it with the evo that made it"
+                        ) from None
 
 
 def _apply_override(cfg: DictConfig, override: str) -> None:

@@ -197,3 +197,9 @@ def test_creation_is_one_transaction(tmp_path):
         Store.create(tmp_path, {"config": object()})  # type: ignore[dict-item]
     with sqlite3.connect(tmp_path / STORE_NAME) as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_stored_config_from_another_evo_version_is_one_line(tmp_path, capsys):
+    make_store(tmp_path / "run", 3)  # its config lacks most of what this evo reads
+    error = resume_error(capsys, tmp_path / "run")
+    assert "does not fit this version of evo" in error and "resume it with the evo that made it" in error
