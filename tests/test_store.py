@@ -200,6 +200,15 @@ def test_creation_is_one_transaction(tmp_path):
 
 
 def test_a_stored_config_from_another_evo_version_is_one_line(tmp_path, capsys):
-    make_store(tmp_path / "run", 3)  # its config lacks most of what this evo reads
+    from omegaconf import OmegaConf
+
+    from evo.cli import compose_config
+    from tests.conftest import TOY
+
+    cfg = OmegaConf.to_container(compose_config(TOY), resolve=True)
+    del cfg["archive"]  # as if this evo had added the archive's settings since the run began
+    make_store(tmp_path / "run", 3)
+    with sqlite3.connect(tmp_path / "run" / STORE_NAME) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (OmegaConf.to_yaml(cfg),))
     error = resume_error(capsys, tmp_path / "run")
     assert "does not fit this version of evo" in error and "resume it with the evo that made it" in error
