@@ -253,3 +253,54 @@ def test_data_files_are_small():
     root = Path(__file__).resolve().parents[1] / "problems"
     for path in root.rglob("data/*"):
         assert path.stat().st_size < 5 * 2**20, path
+
+
+# ---- the fast harness's paths (issue #3) ---------------------------------------------------
+def test_harness_equals_plain_loop_on_a_training_instance(problem):
+    inst = problem.train_set().instances[0]  # 5,000 items, the real inner loop
+    for fn in (best_fit, HEURISTICS["gap_avoiding"]):
+        assert np.array_equal(harness.pack(fn, inst.items, inst.capacity), naive_pack(fn, inst.items, inst.capacity))
+
+
+def test_many_feasible_open_bins():
+    # Small items and a heuristic that spreads them: often more than harness._FEW open bins
+    # fit, the vectorised path.
+    items = np.random.default_rng(1).integers(1, 8, 400).astype(float)
+    seen = []
+
+    def spread(item, bins):
+        seen.append(int(np.sum(bins < 100)))
+        if item % 2:  # odd sizes open a new bin (worst fit), even ones go to a scattered open one
+            return bins - item
+        return np.cos(np.arange(len(bins)) * 1.3 + item) - 10 * (bins == 100)
+
+    assert np.array_equal(harness.pack(spread, items, 100), naive_pack(spread, items, 100))
+    assert max(seen) > harness._FEW
+
+
+def test_late_in_place_writes_get_fresh_arrays():
+    # A heuristic that starts writing to its argument halfway through: the harness switches
+    # to fresh writable copies from that call on, and every call still sees the true state.
+    inst = load_set("weibull-1x400-seed2").instances[0]
+    calls = [0]
+
+    def late_writer(item, bins):
+        calls[0] += 1
+        p = -(bins - item)
+        if calls[0] > 200:
+            bins[:] = -1.0  # legal on a fresh array
+        return p
+
+    expected = naive_pack(best_fit, inst.items, inst.capacity)
+    assert np.array_equal(harness.pack(late_writer, inst.items, inst.capacity), expected)
+
+
+def test_arguments_are_read_only_views():
+    flags = []
+
+    def spy(item, bins):
+        flags.append(bins.flags.writeable)
+        return -(bins - item)
+
+    harness.pack(spy, np.array([60.0, 50.0, 40.0, 30.0]), 100)
+    assert flags == [False] * 4

@@ -167,3 +167,42 @@ def test_probe_is_deterministic_and_invariant(problem):
     to_depot = lambda c, d, u, m: u[np.argmin(m[c][u] + 0.3 * m[d][u])]  # noqa: E731
     assert harness.decide(to_depot, a) != base
     assert any(len(s["unvisited"]) == 1 for s in a["states"])
+
+
+# ---- the fast harness (issue #3) -------------------------------------------------------
+def naive_tour(fn, matrix):
+    """EoH's loop, written plainly: the reference the fast harness must equal."""
+    n = len(matrix)
+    tour, unvisited = [0], list(range(1, n))
+    while unvisited:
+        node = int(fn(tour[-1], 0, np.array(unvisited), matrix))
+        unvisited.remove(node)
+        tour.append(node)
+    return tour + [0]
+
+
+def test_harness_equals_plain_loop(problem):
+    far = lambda c, d, u, m: u[np.argmax(m[c][u])]  # noqa: E731
+    middle = lambda c, d, u, m: int(u[len(u) // 2])  # noqa: E731
+    for inst in problem.train_set().instances[:8]:
+        for fn in (nearest, far, middle):
+            assert harness.tour(fn, inst.matrix).tolist() == naive_tour(fn, inst.matrix)
+
+
+def test_unvisited_is_increasing_read_only_and_exact():
+    matrix = euclidean_matrix(random_coords(1, 12, 4)[0])
+    seen = []
+
+    def spy(c, d, u, m):
+        seen.append((u.copy(), u.flags.writeable, u.dtype))
+        return u[np.argmax(m[c][u])]
+
+    tour = harness.tour(spy, matrix).tolist()
+    for step, (u, writeable, dtype) in enumerate(seen, start=1):
+        assert u.tolist() == sorted(set(range(1, 12)) - set(tour[:step]))
+        assert not writeable and dtype == np.int64
+
+
+def test_tiny_instances():
+    assert harness.tour(nearest, np.zeros((1, 1))).tolist() == [0, 0]
+    assert harness.tour(nearest, np.array([[0.0, 1.0], [1.0, 0.0]])).tolist() == [0, 1, 0]
