@@ -126,8 +126,8 @@ class Bandit:
         """The chance each arm is chosen next (with no pending pulls)."""
         mask = self._mask(available)
         if self.policy == "thompson":
-            # No closed form: a Monte Carlo estimate with a fixed generator, so the
-            # snapshot (and EXP3-style bookkeeping, were it ever needed) is reproducible.
+            # No closed form: a Monte Carlo estimate with a fixed generator, so that the
+            # snapshot is a pure function of the bandit's state like everything else.
             draws = self._thompson_draws(np.random.default_rng(0), 4000) * self._prior
             draws[:, ~mask] = -np.inf
             counts = np.bincount(np.argmax(draws, axis=1), minlength=len(self.arms))
