@@ -171,10 +171,28 @@ def solve(fn, payload) -> list[np.ndarray]:
 
 def decide(fn, states) -> list[int]:
     """For each state ``{"item": float, "bins": array}``, the index into ``bins`` that ``fn``'s
-    priorities pick (argmax, as in ``solve``)."""
-    choices = []
+    priorities pick (argmax, as in ``solve``).
+
+    A state with ``"rank": True`` (the functional-hash probe's) asks for more than the pick:
+    every index of ``bins`` in the order repeated picks would take them, the priorities
+    staying as they are (the pick, the pick once that bin is gone, and so on), from one
+    call. Like the pick, the order does not change when the priorities are scaled, shifted
+    or passed through an increasing function; unlike it, it tells how the heuristic ranks
+    every bin, so two heuristics that agree on a state's pick by chance still differ."""
+    choices: list[int] = []
     for state in states:
         bins = np.array(state["bins"], dtype=np.float64)  # a fresh copy: fn may write to it
         p = _priorities(fn(float(state["item"]), bins), len(bins))
-        choices.append(int(p.argmax()))
+        if state.get("rank"):
+            choices.extend(_pick_order(p).tolist())
+        else:
+            choices.append(int(p.argmax()))
     return choices
+
+
+def _pick_order(p: np.ndarray) -> np.ndarray:
+    """Indices in the order repeated argmax would pick them: numpy's argmax takes the first
+    NaN, else the highest value, ties to the lowest index. A stable ascending sort of the
+    reversed array, reversed back, gives exactly that (NaNs sort last), for every dtype."""
+    n = len(p)
+    return n - 1 - np.argsort(p[::-1], kind="stable")[::-1]
