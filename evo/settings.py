@@ -158,6 +158,9 @@ def _operators(node: Any) -> tuple[OperatorChoice, ...]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise UserError(f"operators.{name}.weight must be a number >= 0 (got {weight!r})")
         selection = value.get("selection")
+        if selection is not None and OPERATORS[name].source not in ("archive", "ranked"):
+            raise UserError(f"operators.{name}.selection: {name} does not draw its parents from the archive "
+                            f"({OPERATORS[name].source}); remove the key")
         if weight > 0:
             out.append(OperatorChoice(name, float(weight), None if selection is None else str(selection)))
     if not out:

@@ -57,7 +57,8 @@ def test_operator_config_shapes():
     assert chosen["m2"].weight == 0.5 and chosen["m2"].selection is None
     assert chosen["crossover"].weight == 1.0
     assert [op.name for op in _operators(OmegaConf.create(["m1", "e2"]))] == ["m1", "e2"]
-    for bad in ({"m1": {"weight": -1}}, {"m1": {"wieght": 1}}, {"zz": 1.0}, {"m1": 0}, {"fix": 1.0}, {"m1": "x"}):
+    for bad in ({"m1": {"weight": -1}}, {"m1": {"wieght": 1}}, {"zz": 1.0}, {"m1": 0}, {"fix": 1.0}, {"m1": "x"},
+                {"m1": 1.0, "elitist": {"selection": "uniform"}}):
         with pytest.raises(UserError):
             _operators(OmegaConf.create(bad))
 
