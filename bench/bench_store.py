@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -55,10 +55,12 @@ def read_run(run_dir: Path) -> tuple[list[CandidateRecord], list[tuple], dict]:
     store = Store.open_readonly(run_dir)
     try:
         records = list(store.candidates())
-        answers = [tuple(row) for row in store._db.execute("SELECT * FROM llm_cache ORDER BY sample")]
         state = {"bandit": store.get_state("bandit"), "elapsed_s": store.get_state("elapsed_s")}
     finally:
         store.close()
+    # The answers as stored rows (the store serves them one key at a time only).
+    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+        answers = [tuple(row) for row in db.execute("SELECT * FROM llm_cache ORDER BY sample")]
     return records, answers, state
 
 
