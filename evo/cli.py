@@ -14,7 +14,8 @@ from evo.rundir import RESUMABLE_KEYS, RESUMABLE_PREFIXES, may_change_on_resume,
 USAGE = """usage: evo COMMAND ...
 
   run [overrides]                   start a run (a Hydra app; --multirun sweeps)
-  resume RUN_DIR [overrides]        continue a run where it stopped (budget.*, sandbox.*, workers may change)
+  resume RUN_DIR [overrides]        continue a run where it stopped; budget.*, sandbox.*, workers may
+                                    change (budget.evaluations=+500 extends a run)
   inspect RUN_DIR [--json] [--no-test]
                                     summary: budget used, best, coverage, QD score, cost, dedup
   elites RUN_DIR [--json] [--sort score|cell|id]

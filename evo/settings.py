@@ -91,7 +91,8 @@ def read_settings(cfg: DictConfig) -> Settings:
         qd_reference=float(cfg.problem.qd_reference),
         bandit=_bandit(cfg.bandit),
         limits=_limits(cfg.sandbox, factor=1.0),
-        test_limits=_limits(cfg.sandbox, factor=float(cfg.sandbox.test_time_factor)),
+        # Runs made before test_time_factor existed keep their training limits for tests.
+        test_limits=_limits(cfg.sandbox, factor=float(cfg.sandbox.get("test_time_factor", 1.0))),
         replay_steps=_int(cfg.evaluation, "replay_steps", minimum=0, where="evaluation"),
         llm=OmegaConf.to_container(cfg.llm, resolve=True),
         llm_concurrency=_int(cfg.llm, "concurrency", minimum=1, where="llm"),
@@ -200,7 +201,7 @@ def _bandit(node: Any) -> BanditConfig:
 
 def _limits(node: Any, factor: float) -> Limits:
     values = OmegaConf.to_container(node, resolve=True)
-    values.pop("test_time_factor")
+    values.pop("test_time_factor", None)
     try:
         limits = Limits(**values)
     except TypeError as exc:

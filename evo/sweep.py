@@ -30,6 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from evo.errors import UserError
 from evo.rundir import may_change_on_resume, remove_unstarted
+
+INTERRUPTED = (130, 143)  # the exit codes of a run stopped by SIGINT or SIGTERM
 from evo.store import STORE_NAME, Store
 
 # Our presets in conf/hydra/launcher/ carry the same names as the plugin's structured
@@ -206,7 +208,7 @@ def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
         sys.stderr.write(f"evo: error: {exc}\n")
         action, code, message = "failed", EXIT_USAGE, str(exc)
     _record(sweep, Outcome(job_num, str(run_dir), action, code, message))
-    if code == 130 and os.getpid() == sweep.pid:
+    if code in INTERRUPTED and os.getpid() == sweep.pid:
         # Jobs running inside the launching process (Hydra's basic launcher): a Ctrl-C
         # stops the sweep, not only the job it arrived in.
         raise KeyboardInterrupt
@@ -299,7 +301,7 @@ def report(sweep: Sweep, interrupted: bool = False) -> int:
     width = max((len(_relative(o.run_dir, sweep.dir)) for o in done), default=0)
     for o in done:
         out.write(f"  {_relative(o.run_dir, sweep.dir):<{width}}  {o.action:<8} {o.message}\n")
-    interrupted = interrupted or any(o.exit_code == 130 for o in done)
+    interrupted = interrupted or any(o.exit_code in INTERRUPTED for o in done)
     if interrupted or any(o.exit_code != 0 for o in done):
         out.write(f"finish it: launch the same command again with hydra.sweep.dir={sweep.dir}\n")
     if done:
