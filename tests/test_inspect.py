@@ -94,7 +94,7 @@ def test_inspect_json_matches_the_store(run_dir, capsys):
     best = rows(run_dir, "SELECT id, score FROM candidates WHERE status = 'ok' ORDER BY score, id LIMIT 1")[0]
     assert s["best"]["id"] == best["id"] and s["best"]["score"] == best["score"]
     assert set(s["best"]) == {"id", "score", "thought", "operator", "cell", "measures"}
-    assert set(s["best"]["measures"]) == {"code_size", "behaviour"}
+    assert set(s["best"]["measures"]) == {"cyclomatic", "behaviour"}
 
     by_status = dict(rows(run_dir, "SELECT status, COUNT(*) FROM candidates GROUP BY status"))
     counts = s["counts"]
@@ -116,7 +116,7 @@ def test_inspect_json_matches_the_store(run_dir, capsys):
     last = rows(run_dir, "SELECT coverage, qd_score FROM candidates ORDER BY id DESC LIMIT 1")[0]
     assert s["archive"]["coverage"] == pytest.approx(last["coverage"])
     assert s["archive"]["qd_score"] == pytest.approx(last["qd_score"])
-    assert s["archive"]["cells"] == 144 and s["archive"]["occupied_cells"] == round(last["coverage"] * 144)
+    assert s["archive"]["cells"] == 4 * 20 and s["archive"]["occupied_cells"] == round(last["coverage"] * 80)
 
     # The digest the run printed at its end is the digest inspect rebuilds from the store.
     printed = next(line.split()[-1] for line in (run_dir / "stdout.txt").read_text().splitlines()
@@ -189,7 +189,7 @@ def test_inspect_human_output(run_dir, capsys):
 def test_elites_are_the_best_of_each_cell(run_dir, capsys):
     e = evo_json(capsys, "elites", run_dir)
     assert set(e) == {"run_dir", "state", "axes", "archive_digest", "elites"}
-    assert [a["name"] for a in e["axes"]] == ["code_size", "behaviour"]
+    assert [a["name"] for a in e["axes"]] == ["cyclomatic", "behaviour"]
     elites = e["elites"]
     assert elites and all(set(r) == {"cell", "cell_index", "measures", "score", "id", "operator", "thought"}
                           for r in elites)
@@ -200,8 +200,8 @@ def test_elites_are_the_best_of_each_cell(run_dir, capsys):
     assert {r["cell_index"]: (r["score"], r["id"]) for r in elites} == best_per_cell
     assert [r["score"] for r in elites] == sorted(r["score"] for r in elites)
     for r in elites:
-        assert len(r["cell"]) == 2 and all(0 <= c < 12 for c in r["cell"])
-        assert r["cell"][0] * 12 + r["cell"][1] == r["cell_index"]
+        assert len(r["cell"]) == 2 and 0 <= r["cell"][0] < 4 and 0 <= r["cell"][1] < 20
+        assert r["cell"][0] * 20 + r["cell"][1] == r["cell_index"]
     by_cell = evo_json(capsys, "elites", run_dir, "--sort", "cell")["elites"]
     by_id = evo_json(capsys, "elites", run_dir, "--sort", "id")["elites"]
     assert [r["cell_index"] for r in by_cell] == sorted(r["cell_index"] for r in elites)
