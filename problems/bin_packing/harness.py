@@ -27,7 +27,7 @@ dropped from the list. The result is identical to the plain O(n) filter.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 
 import numpy as np
 
