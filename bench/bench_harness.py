@@ -150,7 +150,8 @@ def measure(units, verify, fn, wrappers, repeat: int) -> dict[str, float]:
     of its best sample over ``repeat`` rounds. In each round every unit is timed under
     every variant back to back, in an order that rotates from round to round, so the
     variants compared see the same machine load; short units are run ``inner`` times per
-    sample. Also the medians over rounds (summed over units), as a check of stability."""
+    sample. Also the quartiles over rounds of the share computed within each round, as a
+    check of stability. The runs that check the decisions double as a warm-up."""
     once, more, with_argmax = wrappers
     variants = {"solve": fn, "once": once, "more": more}
     if with_argmax is not None:
