@@ -182,6 +182,12 @@ def _bandit(node: Any) -> BanditConfig:
     reward = str(node.get("reward", "improvement"))
     if reward not in REWARDS:
         raise UserError(f"bandit.reward must be one of {', '.join(REWARDS)} (got {reward!r})")
+    # A key that the chosen policy would ignore is a mistake worth one line, not silence.
+    only = {"exploration": ("ucb1",), "gamma": ("exp3",), "discount": ("ucb1", "thompson", "exp3"),
+            "window": ("ucb1", "thompson", "exp3")}
+    for key, policies in only.items():
+        if node.get(key) is not None and policy not in policies:
+            raise UserError(f"bandit.{key} does nothing under bandit.policy={policy} (only {', '.join(policies)})")
     values: dict[str, Any] = {"policy": policy, "reward": reward}
     for key in ("exploration", "gamma", "discount"):
         value = node.get(key)

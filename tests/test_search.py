@@ -145,10 +145,12 @@ def test_operator_config_errors_are_one_line(tmp_path):
         ("+operators.m9.weight=1", "operators: unknown m9"),
         ("operators.m1.selection=best", "operators.m1.selection must be one of"),
         ("bandit.policy=greedy", "bandit.policy must be one of"),
-        ("+bandit.window=0", "bandit.window must be at least 1"),
+        ("bandit.window=0", "bandit.window must be at least 1"),
+        (("bandit=thompson", "+bandit.exploration=1.0"), "bandit.exploration does nothing under bandit.policy=thompson"),
         ("llm.mix={m3: {shrink: 1.0}}", "llm.mix.m3: unknown edit(s) shrink"),
     ):
-        result = run_evo("run", *TOY, override, f"hydra.run.dir={tmp_path / 'x'}")
+        overrides = override if isinstance(override, tuple) else (override,)
+        result = run_evo("run", *TOY, *overrides, f"hydra.run.dir={tmp_path / 'x'}")
         assert result.returncode == 2, (override, result.stderr)
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert not (tmp_path / "x").exists()
