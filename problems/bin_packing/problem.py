@@ -365,12 +365,21 @@ def _trim(bins: np.ndarray, capacity: float) -> np.ndarray:
     return bins[:end + PROBE_EMPTY_BINS]
 
 
+def _cut_empty_runs(bins: np.ndarray, capacity: float) -> np.ndarray:
+    """Keep every used bin and the first PROBE_EMPTY_BINS of each run of empty ones."""
+    empty = bins >= capacity
+    index = np.arange(len(bins))
+    run_start = np.maximum.accumulate(np.where(empty, 0, index + 1))  # where the current run began
+    return bins[~empty | (index - run_start < PROBE_EMPTY_BINS)]
+
+
 @lru_cache(maxsize=8)
 def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
     """Deterministic probe: half states along Best Fit's own packing of the training
-    instances (trimmed to at most PROBE_EMPTY_BINS empty bins), about a sixth perturbed
-    copies of them, an eighth covering item sizes, the rest rare cases (an exact fit, only
-    empty bins, ties, a single bin, tiny and huge items).
+    instances (trimmed to at most PROBE_EMPTY_BINS empty bins), an eighth along a packing
+    whose used bins sit at the end, a few perturbed copies of them, an eighth covering item
+    sizes, the rest rare cases (an exact fit, only empty bins, ties, a single bin, tiny and
+    huge items).
 
     Every state asks the harness for the heuristic's whole pick order over the offered bins
     (``"rank": True``), not its pick alone. Measured on the 479 distinct valid heuristics of
@@ -385,6 +394,7 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
     n_traj = n // 2
     n_rare = n // 5
     n_cover = n // 8
+    n_scout = n // 8
     # 1. Best Fit trajectory states, evenly spread over the steps of the first instances.
     traj: list[dict[str, Any]] = []
     capacity = float(ds.instances[0].capacity)
@@ -404,6 +414,23 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
 
         _harness.pack(best_fit, inst.items, inst.capacity)
     traj = traj[:n_traj]
+    # 1b. The other layout real packings have: a heuristic that loves high indices opens the
+    #     last bin first, so its used bins sit at the END of the array, after thousands of
+    #     untouched ones (cut to PROBE_EMPTY_BINS per run of empty bins).
+    inst = ds.instances[0]
+    steps = set(np.linspace(0, len(inst.items) - 1, n_scout).round().astype(int).tolist()) if n_scout else set()
+    seen = [0]
+    scout: list[dict[str, Any]] = []
+
+    def index_loving(item, bins):
+        if seen[0] in steps:
+            scout.append({"item": float(item), "bins": _cut_empty_runs(np.array(bins), capacity)})
+        seen[0] += 1
+        return 0.5 * (np.arange(len(bins)) - bins) - 0.5 * (bins - item)
+
+    if n_scout:
+        _harness.pack(index_loving, inst.items, inst.capacity)
+    traj += scout[:n_scout]
     n_pert = n - len(traj) - n_rare - n_cover
     # 2. Perturbed: jitter the open bins, drop some empty ones, draw a new item.
     pert: list[dict[str, Any]] = []
