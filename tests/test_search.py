@@ -2,6 +2,7 @@
 useless operator, each operator gets its parents by its rule, and ReEvo's reflections
 are what the run's record says (offline) or extra cached LLM requests (a real LLM)."""
 import json
+import re
 import sqlite3
 from collections import Counter
 
@@ -13,7 +14,7 @@ from evo.reflection import compare
 from evo.search_state import SearchState
 from evo.settings import read_settings
 from evo.store import Store
-from tests.conftest import TOY, run_evo
+from tests.conftest import REPO, TOY, run_evo
 
 
 def operators_in_order(run_dir) -> list[str]:
@@ -139,21 +140,31 @@ def test_curiosity_favours_elites_whose_children_enter_the_archive(all_operators
     assert picks[best] / 3000 == pytest.approx(rates[best] / sum(rates.values()), abs=0.03)
 
 
-def test_operator_config_errors_are_one_line(tmp_path):
-    for override, expected in (
-        ("operators.m1.weight=-1", "operators.m1.weight must be a number >= 0"),
-        ("+operators.m9.weight=1", "operators: unknown m9"),
-        ("operators.m1.selection=best", "operators.m1.selection must be one of"),
-        ("bandit.policy=greedy", "bandit.policy must be one of"),
-        ("bandit.window=0", "bandit.window must be at least 1"),
-        (("bandit=thompson", "+bandit.exploration=1.0"), "bandit.exploration does nothing under bandit.policy=thompson"),
-        ("llm.mix={m3: {shrink: 1.0}}", "llm.mix.m3: unknown edit(s) shrink"),
-    ):
-        overrides = override if isinstance(override, tuple) else (override,)
-        result = run_evo("run", *TOY, *overrides, f"hydra.run.dir={tmp_path / 'x'}")
-        assert result.returncode == 2, (override, result.stderr)
-        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert not (tmp_path / "x").exists()
+@pytest.mark.parametrize("overrides, expected", [
+    (("operators.m1.weight=-1",), "operators.m1.weight must be a number >= 0"),
+    (("+operators.m9.weight=1",), "operators: unknown m9"),
+    (("operators.m1.selection=best",), "operators.m1.selection must be one of"),
+    (("bandit.policy=greedy",), "bandit.policy must be one of"),
+    (("bandit.window=0",), "bandit.window must be at least 1"),
+    (("bandit=thompson", "+bandit.exploration=1.0"), "bandit.exploration does nothing under bandit.policy=thompson"),
+    (("llm.mix={m3: {shrink: 1.0}}",), "llm.mix.m3: unknown edit(s) shrink"),
+])
+def test_search_config_errors_name_the_key(overrides, expected):
+    from hydra import compose, initialize_config_dir
+
+    from evo.errors import UserError
+
+    with initialize_config_dir(str(REPO / "conf"), version_base=None):
+        cfg = compose("config", overrides=list(overrides))
+    with pytest.raises(UserError, match=re.escape(expected)):
+        read_settings(cfg)
+
+
+def test_a_search_config_error_is_one_line_and_leaves_no_run_folder(tmp_path):
+    result = run_evo("run", *TOY, "operators.m1.weight=-1", f"hydra.run.dir={tmp_path / 'x'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "evo: error: operators.m1.weight must be a number >= 0 (got -1)"
+    assert not (tmp_path / "x").exists()
 
 
 def test_with_an_llm_reflections_are_extra_cached_and_replayable_requests(tmp_path):
