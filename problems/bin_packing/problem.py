@@ -382,13 +382,14 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
     huge items).
 
     Every state asks the harness for the heuristic's whole pick order over the offered bins
-    (``"rank": True``), not its pick alone. Measured on the 479 distinct valid heuristics of
-    a 500-candidate offline run, against their decisions on two full training instances:
-    with 256 picks, 38 of them hashed equal to a heuristic that packs differently (two
-    heuristics can agree on every pick of a probe and part ways on a real packing, whose
-    states are far more numerous); with 256 pick orders, none did (one with 128), while
-    139 of the 182 right merges were still found. The order costs one argsort per state.
-    bench/bench_hashing.py audits this on a fresh run."""
+    (``"rank": True``), not its pick alone: two heuristics can agree on every pick of a
+    probe and part ways on a real packing, whose states are far more numerous. Measured on
+    the 479 distinct valid heuristics of a 500-candidate offline run, against their
+    decisions on two full training instances: 256 picks merged 38 of them with a heuristic
+    that packs differently; 256 pick orders, none (135 of the 182 right merges still
+    found). An audit of a fresh run (bench/bench_hashing.py) still finds 6 of 235
+    unverified hits that disagree with their original: the verification sample is needed.
+    The order costs one argsort per state."""
     ds = load_set(train_name)
     rng = np.random.default_rng(20240531)
     n_traj = n // 2
