@@ -303,7 +303,7 @@ class Engine:
             parsed = parse_answer(response.text, self.problem.entry, len(self.problem.arg_names))
         except ParseError as exc:
             return Draft(plan, response, "", "", None, str(exc))
-        syntax = syntactic_hash(parsed.code)
+        syntax = syntactic_hash(parsed.code, self.problem.entry)
         # An exact repeat of a committed candidate needs no process at all.
         probe = None if syntax in known_syntax or not self.settings.probe_states else self.evaluator.probe(parsed.code)
         return Draft(plan, response, parsed.thought, parsed.code, syntax, "", probe)
@@ -374,7 +374,7 @@ class Engine:
         return CandidateRecord(
             id=0, batch=-1, operator=SEED_OPERATOR, parents=(), thought=_docstring(code, self.problem.entry),
             code=code, status="ok", error="", score=result.verdict.score, measures=measures, cell=None,
-            archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code),
+            archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code, self.problem.entry),
             functional_hash=probe.hash if probe else None, equivalent_to=None, dedup=None, model="",
             prompt_tokens=0, completion_tokens=0, cost_usd=0.0, llm_s=0.0, probe_s=probe.seconds if probe else 0.0, eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0,
             created=time.time(),

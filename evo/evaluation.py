@@ -7,11 +7,11 @@ catches code that reports decisions it would not make.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from evo.hashing import decision_hash
 from problems.base import Dataset, Infeasible, Problem, Verdict
 from sandbox import Job, Sandbox
 
@@ -59,8 +59,7 @@ class Evaluator:
         status, error, choices = self.decide(code, self._probe_states)
         if status != "ok":
             return Probe(status, error, None, time.perf_counter() - started)
-        digest = hashlib.sha256(",".join(map(str, choices)).encode()).hexdigest()[:20]
-        return Probe("ok", "", digest, time.perf_counter() - started)
+        return Probe("ok", "", decision_hash(choices), time.perf_counter() - started)
 
     def evaluate(self, code: str, dataset: Dataset) -> Evaluation:
         started = time.perf_counter()
