@@ -273,6 +273,7 @@
         open = true; prev = y;
       }
       if (opts.step && open) d += "H" + px(x1).toFixed(1);
+      if (!d) return; // a series with no value yet (an operator never pulled): no line
       root.append(svg("path", {d, fill: "none", stroke: s.color, "stroke-width": 1.8, "data-series": s.name},
         svg("title", {text: s.name + (prev !== null ? ": " + fmt(prev, 4) + " at the end" : "")})));
     });
