@@ -76,7 +76,7 @@ def test_compare_on_the_sweep_table_json_and_plot(sweep, capsys, tmp_path):
 
     assert main(["compare", str(folder), "--json"]) == 0
     c = json.loads(capsys.readouterr().out)
-    assert c["columns"] == [] and c["score_name"] == "regret" and c["test_sets"] == []
+    assert c["columns"] == [] and c["score_name"] == "regret" and c["test_sets"] == ["toy-test"]
     [group] = c["groups"]
     assert group["seeds"] == [0, 1] and group["states"] == {"finished": 2}
     assert group["best_score"]["mean"] == pytest.approx(mean) and group["best_score"]["n"] == 2
