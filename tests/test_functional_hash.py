@@ -39,10 +39,11 @@ def sandbox() -> Sandbox:
 
 @pytest.fixture(scope="module")
 def evaluators(sandbox: Sandbox) -> dict[str, Evaluator]:
-    """One evaluator per problem, with the probe size the shipped config gives a run."""
+    """One evaluator per problem, with 256 probe states: bin packing's shipped default, and
+    what a TSP run gets with hashing.probe_states=256 (TSP's functional hash is off by default)."""
     out = {}
     for name, problem in PROBLEMS.items():
-        settings = read_settings(compose_config([f"problem={name}"]))
+        settings = read_settings(compose_config([f"problem={name}", "hashing.probe_states=256"]))
         out[name] = Evaluator(problem, sandbox, replay_steps=0, seed=0, probe_states=settings.probe_states)
     return out
 
