@@ -50,6 +50,9 @@ class Job:
     harness: str  # dotted module of TRUSTED harness code
     call: str  # result = harness.<call>(fn, payload)
     payload: Any  # JSON-able data; numpy arrays allowed anywhere inside
+    # A short job (a probe, a replay check) that should not queue behind long ones: it starts
+    # before queued ordinary jobs and may run in one slot beyond ``workers``.
+    express: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class _Server:
 
     def submit(self, jid: int, job: Job, fut: concurrent.futures.Future) -> bool:
         hdr = json.dumps({"id": jid, "code": job.code, "entry": job.entry,
-                          "harness": job.harness, "call": job.call}).encode()
+                          "harness": job.harness, "call": job.call, "express": job.express}).encode()
         try:
             blob = codec.encode(job.payload)
         except codec.CodecError as e:

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -91,6 +92,23 @@ def test_workers_run_concurrently():
         futs = [box.submit(job(code)) for _ in range(2)]
         assert [f.result().status for f in futs] == ["ok", "ok"]
         assert time.monotonic() - t0 < 1.1
+
+
+def test_express_job_does_not_wait_behind_long_ones():
+    """With one worker busy and another long job queued, an express job (a probe) starts at
+    once in the extra slot, and the queued long job still waits for the worker."""
+    slow = "import time\ndef f():\n    time.sleep(1.5)\n    return 'slow'\n"
+    quick = "def f():\n    return 'quick'\n"
+    with Sandbox(FAST, workers=1) as box:
+        first, second = box.submit(job(slow)), box.submit(job(slow))
+        time.sleep(0.3)  # the first is running, the second queued
+        t0 = time.monotonic()
+        express = box.submit(replace(job(quick), express=True)).result()
+        assert express.status == "ok" and express.result == "quick"
+        assert time.monotonic() - t0 < 1.0, "the express job waited for the running one"
+        assert not first.done() and not second.done()
+        assert [first.result().result, second.result().result] == ["slow", "slow"]
+        assert time.monotonic() - t0 > 2.0, "the second long job did not wait for the worker"
 
 
 def test_batch_with_hostile_third(sb):
