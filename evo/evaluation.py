@@ -78,7 +78,7 @@ class Evaluator:
 
     def decide(self, code: str, states: Any) -> tuple[str, str, list[int] | None]:
         """Run the candidate on given states (probes); returns (status, error, choices)."""
-        outcome = self.sandbox.run(self._job(code, "decide", states))
+        outcome = self.sandbox.run(self._job(code, "decide", states, express=True))
         if outcome.status != "ok":
             return outcome.status, outcome.error, None
         return "ok", "", [int(c) for c in outcome.result]
@@ -104,5 +104,6 @@ class Evaluator:
             self._payloads[dataset.name] = self.problem.solve_payload(dataset)
         return self._payloads[dataset.name]
 
-    def _job(self, code: str, call: str, payload: Any) -> Job:
-        return Job(code=code, entry=self.problem.entry, harness=self.problem.harness, call=call, payload=payload)
+    def _job(self, code: str, call: str, payload: Any, express: bool = False) -> Job:
+        return Job(code=code, entry=self.problem.entry, harness=self.problem.harness, call=call, payload=payload,
+                   express=express)
