@@ -39,11 +39,12 @@ def sandbox() -> Sandbox:
 
 @pytest.fixture(scope="module")
 def evaluators(sandbox: Sandbox) -> dict[str, Evaluator]:
-    """One evaluator per problem, with 256 probe states: bin packing's shipped default, and
-    what a TSP run gets with hashing.probe_states=256 (TSP's functional hash is off by default)."""
+    """One evaluator per problem: bin packing with its shipped probe, TSP with what a run gets
+    from hashing.probe_states=256 (TSP's functional hash is off by default)."""
     out = {}
     for name, problem in PROBLEMS.items():
-        settings = read_settings(compose_config([f"problem={name}", "hashing.probe_states=256"]))
+        overrides = ["hashing.probe_states=256"] if name == "tsp" else []
+        settings = read_settings(compose_config([f"problem={name}", *overrides]))
         out[name] = Evaluator(problem, sandbox, replay_steps=0, seed=0, probe_states=settings.probe_states)
     return out
 

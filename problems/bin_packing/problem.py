@@ -199,7 +199,8 @@ class BinPacking:
         bundled name or a generated "weibull-<instances>x<items>-seed<seed>".
       tests: set names for testing (default OR1-OR4 and EoH's Weibull 1k..100k).
       train_instances: use only the first k training instances (default: all).
-      probe_size: default number of probe states (default 300).
+      probe_size: default number of probe states (default 454: the 198 states of the
+        preference table at capacity 100, and 256 others).
     """
 
     name = "bin_packing"
@@ -214,7 +215,7 @@ class BinPacking:
     vocabulary = VOCABULARY
 
     def __init__(self, train: str = "weibull_5k", tests: Sequence[str] = DEFAULT_TESTS,
-                 train_instances: int | None = None, probe_size: int = 300):
+                 train_instances: int | None = None, probe_size: int = 454):
         self.train_name = str(train)
         self.test_names = tuple(str(t) for t in tests)
         self.train_instances = train_instances
@@ -375,30 +376,41 @@ def _cut_empty_runs(bins: np.ndarray, capacity: float) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
-    """Deterministic probe: half states along Best Fit's own packing of the training
-    instances (trimmed to at most PROBE_EMPTY_BINS empty bins), an eighth along a packing
-    whose used bins sit at the end, a few perturbed copies of them, an eighth covering item
-    sizes, the rest rare cases (an exact fit, only empty bins, ties, a single bin, tiny and
-    huge items).
+    """Deterministic probe. First a *preference table*: for item sizes spread over
+    1..capacity-1, one state offering every whole remaining capacity the item fits (plus a
+    few empty bins), once in ascending and once in descending order. Of the rest, half are
+    states along Best Fit's own packing of the training instances (trimmed to at most
+    PROBE_EMPTY_BINS empty bins), an eighth along a packing whose used bins sit at the end,
+    a few perturbed copies of them, an eighth covering item sizes, the rest rare cases (an
+    exact fit, only empty bins, ties, a single bin, tiny and huge items).
 
     Every state asks the harness for the heuristic's whole pick order over the offered bins
     (``"rank": True``), not its pick alone: two heuristics can agree on every pick of a
     probe and part ways on a real packing, whose states are far more numerous. Measured on
     the 479 distinct valid heuristics of a 500-candidate offline run, against their
     decisions on two full training instances: 256 picks merged 38 of them with a heuristic
-    that packs differently; 256 pick orders, none (135 of the 182 right merges still
-    found). An audit of a fresh run (bench/bench_hashing.py) still finds 6 of 235
-    unverified hits that disagree with their original: the verification sample is needed.
+    that packs differently; 256 pick orders, none.
+
+    Why the table: on the integer item sizes and capacities of the bundled sets, a
+    heuristic whose priority of a bin depends only on the item and that bin's room makes
+    the same choice in every state as another whose table ranks agree, ties included (the
+    two orders expose a tie: stable ranking puts tied bins in offer order). The trajectory
+    states alone missed near-ties: 7 groups of the 438 distinct heuristics of a 500-candidate
+    run (bench/bench_hashing.py) merged heuristics that differ by a small bonus such as
+    ``0.147 * (bins == np.max(bins))``, which flips a pick only when an open bin's priority
+    comes within 0.147 of an empty one's; with the table (198 states at capacity 100), none.
     The order costs one argsort per state."""
     ds = load_set(train_name)
     rng = np.random.default_rng(20240531)
+    capacity = float(ds.instances[0].capacity)
+    table = _preference_table(capacity, n // 2)
+    n -= len(table)
     n_traj = n // 2
     n_rare = n // 5
     n_cover = n // 8
     n_scout = n // 8
     # 1. Best Fit trajectory states, evenly spread over the steps of the first instances.
     traj: list[dict[str, Any]] = []
-    capacity = float(ds.instances[0].capacity)
     insts = ds.instances[: max(1, min(len(ds.instances), 2))]
     per = [n_traj // len(insts) + (1 if i < n_traj % len(insts) else 0) for i in range(len(insts))]
     for inst, count in zip(insts, per):
@@ -478,5 +490,24 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
             bins = rng.integers(int(item), int(item) + 6, size=int(rng.integers(2, 12))).astype(float)
             bins = np.concatenate([bins, np.full(int(rng.integers(0, 4)), capacity)])
         rare.append({"item": float(item), "bins": np.asarray(bins, dtype=np.float64)})
-    states = [{**state, "rank": True} for state in traj + pert + cover + rare]
-    return tuple(states[:n])
+    states = [{**state, "rank": True} for state in table + traj + pert + cover + rare]
+    return tuple(states[:len(table) + n])
+
+
+TABLE_EMPTY_BINS = 8
+
+
+def _preference_table(capacity: float, at_most: int) -> list[dict[str, Any]]:
+    """For up to at_most // 2 item sizes spread evenly over 1..capacity-1, two states
+    offering every whole remaining capacity from the item up (in ascending, then descending
+    order) followed by TABLE_EMPTY_BINS empty bins."""
+    sizes = np.arange(1, int(capacity))
+    if len(sizes) > at_most // 2:
+        sizes = np.unique(np.linspace(1, int(capacity) - 1, at_most // 2).round().astype(int))
+    states = []
+    for size in sizes.tolist():
+        rooms = np.arange(size, int(capacity), dtype=np.float64)
+        empty = np.full(TABLE_EMPTY_BINS, capacity)
+        for order in (rooms, rooms[::-1]):
+            states.append({"item": float(size), "bins": np.concatenate([order, empty])})
+    return states
