@@ -484,6 +484,8 @@ def main() -> None:
             except OSError:
                 pass
             shutil.rmtree(r.tmpdir, ignore_errors=True)
+        # The caller removes this folder too, unless it was killed outright; then only we can.
+        shutil.rmtree(cfg["base_dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -145,6 +146,38 @@ def test_server_death_fails_futures_and_restarts():
         assert out.status == "crashed" and "server" in out.error
         again = box.run(job("def f():\n    return 5\n"))
         assert (again.status, again.result) == ("ok", 5)
+
+
+def test_killed_caller_leaves_no_server_and_no_folder():
+    """SIGKILL the process that owns a Sandbox: it cannot clean up, so the server must (it
+    sees end-of-file on its stdin), taking its job and its temporary folder with it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    owner = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        f"sys.path[:0] = [{root!r}, {os.path.dirname(__file__)!r}]\n"
+        "from sandbox import Sandbox\nfrom sandbox_helpers import FAST, job\n"
+        "box = Sandbox(FAST, workers=1)\n"
+        "box.submit(job('import time\\ndef f():\\n    time.sleep(30)\\n'))\n"
+        "print(box._server.base, box._server.proc.pid, flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    base, server_pid = owner.stdout.readline().split()
+    assert os.path.isdir(base)
+    time.sleep(0.5)  # the job is running
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while (os.path.exists(base) or _alive(int(server_pid))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(server_pid)), "the server outlived its caller"
+    assert not os.path.exists(base), f"{base} was left behind"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_close_kills_everything():
