@@ -206,3 +206,60 @@ def test_unvisited_is_increasing_read_only_and_exact():
 def test_tiny_instances():
     assert harness.tour(nearest, np.zeros((1, 1))).tolist() == [0, 0]
     assert harness.tour(nearest, np.array([[0.0, 1.0], [1.0, 0.0]])).tolist() == [0, 1, 0]
+
+
+# ---- the vectorised verify (issue #3) ---------------------------------------------------
+def plain_nearest_steps(matrix, tour):
+    """The behaviour measure written plainly, step by step: the reference for verify's."""
+    unvisited = set(range(1, len(matrix)))
+    nearest = steps = 0
+    for s in range(1, len(matrix)):
+        current, chosen = tour[s - 1], tour[s]
+        if len(unvisited) >= 2:
+            best = min(matrix[current][j] for j in unvisited)
+            steps += 1
+            nearest += matrix[current][chosen] <= best + 1e-12 * max(1.0, best)
+        unvisited.remove(chosen)
+    return nearest, steps
+
+
+def tie_heavy_set(seed):
+    """Instances of mixed sizes (enough of 60 cities to span several chunks) whose matrices
+    are small integers, so most steps have exact ties; some symmetric, some not."""
+    rng = np.random.default_rng(seed)
+    instances = []
+    for i, n in enumerate([1, 2, 3, 4, 7, 12, 60, 3, 60, 12] + [60] * 18):
+        matrix = rng.integers(0, 3, (n, n)).astype(float)
+        if i % 2:
+            matrix = np.minimum(matrix, matrix.T)
+        instances.append(Instance(f"ties/{i}", np.zeros((n, 2)), matrix, None))
+    return Dataset("ties", tuple(instances))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_verify_equals_plain_measures_with_ties(seed):
+    ds = tie_heavy_set(seed)
+    rng = np.random.default_rng(100 + seed)
+    choosers = [nearest, lambda c, d, u, m: u[rng.integers(len(u))],
+                lambda c, d, u, m: u[np.argmin(m[c][u] - 0.5 * m[d][u])]]
+    for fn in choosers:
+        tours = [harness.tour(fn, inst.matrix) for inst in ds.instances]
+        counts = [plain_nearest_steps(inst.matrix, t.tolist()) for inst, t in zip(ds.instances, tours)]
+        want = sum(a for a, _ in counts) / sum(b for _, b in counts)
+        for decisions in (tours, [t.tolist() for t in tours]):  # the fast path and the general one
+            v = TSP().verify(ds, decisions)
+            assert v.behaviour == want
+            # lengths bit for bit as tour_length sums them, one instance at a time
+            assert v.per_instance == tuple(tour_length(i.matrix, t) for i, t in zip(ds.instances, tours))
+
+
+def test_verify_names_the_first_violation_across_sizes():
+    ds = tie_heavy_set(0)
+    tours = [harness.tour(nearest, inst.matrix) for inst in ds.instances]
+    tours[5] = np.r_[0, tours[5][2:-1], tours[5][2], 0]  # 12 cities: drops one, visits one twice
+    tours[7] = tours[7][:-1]  # 3 cities, a size checked before 12 (grouped by size): wrong shape
+    with pytest.raises(Infeasible, match=r"^ties/5: tour visits node \d+ twice"):
+        TSP().verify(ds, tours)
+    tours[7] = np.r_[tours[7], 0].astype(np.uint8)  # valid, but not int64: the general path
+    tours[5] = harness.tour(nearest, ds.instances[5].matrix)
+    assert TSP().verify(ds, tours).behaviour == 1.0
