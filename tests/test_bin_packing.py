@@ -9,7 +9,7 @@ import pytest
 
 from problems.base import Dataset, Infeasible
 from problems.bin_packing import BinPacking, harness, load_set, weibull_set
-from problems.bin_packing.problem import BEST_FIT, FIRST_FIT, Instance, l1_bound
+from problems.bin_packing.problem import BEST_FIT, FIRST_FIT, Instance, _tight_fits, l1_bound
 
 
 def _fn(source: str):
@@ -304,3 +304,36 @@ def test_arguments_are_read_only_views():
 
     harness.pack(spy, np.array([60.0, 50.0, 40.0, 30.0]), 100)
     assert flags == [False] * 4
+
+
+# ---- verify's behaviour measure (issue #3) ----------------------------------------------
+def plain_tight_fits(items, capacity, decisions):
+    """The tight-fit counts written plainly, item by item over all bins: the reference."""
+    rem = np.full(len(items), float(capacity))
+    touched = np.zeros(len(items), dtype=bool)
+    tight = choices = 0
+    for item, b in zip(items, decisions):
+        fits = touched & (rem >= item)
+        if fits.any():
+            choices += 1
+            tight += bool(touched[b] and rem[b] == rem[fits].min())
+        touched[b] = True
+        rem[b] -= item
+    return tight, choices
+
+
+@pytest.mark.parametrize("name", ["first_fit", "best_fit", "worst_fit", "wiggly", "gap_avoiding",
+                                  "positional", "exact_or_fresh", "random"])
+def test_tight_fits_equal_plain_counts(name):
+    # Real decisions on a training instance and an OR-Library one (integer sizes: exact fits
+    # and rooms tied between bins are common); "exact_or_fresh" takes exact fits and else
+    # opens a bin, so ties between equal rooms decide many steps.
+    rng = np.random.default_rng(7)
+    fn = {**HEURISTICS,
+          "exact_or_fresh": lambda item, bins: (bins == item) * 2.0 + (bins == np.max(bins)),
+          "random": lambda item, bins: rng.random(len(bins))}[name]
+    for inst in (load_set("weibull_5k").instances[0], load_set("or2").instances[0]):
+        dec = harness.pack(fn, inst.items, inst.capacity)
+        want = plain_tight_fits(inst.items, inst.capacity, dec)
+        assert _tight_fits(inst, dec) == want
+        assert 0 < want[1]

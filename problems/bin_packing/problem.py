@@ -170,24 +170,28 @@ def _tight_fits(inst: Instance, dec: Any) -> tuple[int, int]:
     dead_below = min(items)
     rem = [cap] * len(items)
     touched = [False] * len(items)
-    opened: list[tuple[float, int]] = []  # (remaining, bin), sorted; bins that can still fit something
+    # The rooms of the used bins that can still fit something, sorted, one entry per bin.
+    # Only the rooms matter (a tie is a tie whichever bin holds it), and bare floats bisect
+    # about twice as fast as (room, bin) tuples: 4.6 -> 2.5 ms on a Weibull 5k instance.
+    # Not vectorised: which rooms are open at an item depends on every earlier placement.
+    opened: list[float] = []
     tight = choices = 0
     for item, b in zip(items, np.asarray(dec).tolist()):
         r = rem[b]
-        pos = bisect_left(opened, (item, -1))
+        pos = bisect_left(opened, item)
         if pos < len(opened):
             choices += 1
-            if touched[b] and r == opened[pos][0]:
+            if touched[b] and r == opened[pos]:
                 tight += 1
         if touched[b]:
             if r >= dead_below:
-                del opened[bisect_left(opened, (r, b))]
+                del opened[bisect_left(opened, r)]
         else:
             touched[b] = True
         r -= item
         rem[b] = r
         if r >= dead_below:
-            insort(opened, (r, b))
+            insort(opened, r)
     return tight, choices
 
 
