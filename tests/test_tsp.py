@@ -263,3 +263,24 @@ def test_verify_names_the_first_violation_across_sizes():
     tours[7] = np.r_[tours[7], 0].astype(np.uint8)  # valid, but not int64: the general path
     tours[5] = harness.tour(nearest, ds.instances[5].matrix)
     assert TSP().verify(ds, tours).behaviour == 1.0
+
+
+def test_solve_shares_buffers_across_tours_of_mixed_sizes():
+    matrices = [euclidean_matrix(random_coords(1, n, n)[0]) for n in (7, 5, 7, 1, 2, 5, 7)]
+    far = lambda c, d, u, m: u[np.argmax(m[c][u])]  # noqa: E731
+    seen = []
+
+    def spy(c, d, u, m):
+        seen.append((len(m), u.copy(), u.flags.writeable))
+        return nearest(c, d, u, m)
+
+    for fn in (nearest, far):
+        assert [t.tolist() for t in harness.solve(fn, {"matrices": matrices})] == [naive_tour(fn, m) for m in matrices]
+    tours = harness.solve(spy, {"matrices": matrices})
+    steps = iter(seen)
+    for t in tours:
+        n = len(t) - 1
+        for step in range(1, n):
+            size, u, writeable = next(steps)
+            assert size == n and not writeable
+            assert u.tolist() == sorted(set(range(1, n)) - set(t[:step].tolist()))
