@@ -102,7 +102,8 @@ class _Server:
             env=_server_env(self.base), cwd=self.base, start_new_session=True, close_fds=True,
         )
         self.pending: dict[int, concurrent.futures.Future] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards pending and dead
+        self.write_lock = threading.Lock()  # one job at a time on the server's stdin
         self.dead = False
         self.ready = threading.Event()
         self.info: dict = {}
@@ -174,13 +175,19 @@ class _Server:
             if self.dead:
                 return False
             self.pending[jid] = fut
+        # Written outside ``self.lock``: a job larger than the pipe blocks here until the
+        # server reads it, and the server may first have to finish writing an answer, which
+        # the reader thread can only take once it gets ``self.lock``.
+        with self.write_lock:
             try:
                 self.proc.stdin.write(msg)
                 self.proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
-                self.pending.pop(jid, None)
-                self.dead = True
-                return False
+                with self.lock:
+                    self.dead = True
+                    ours = self.pending.pop(jid, None) is not None
+                # Not ours any more: the reader saw the server die and already failed it.
+                return not ours
         return True
 
     def close(self, timeout: float = 5.0) -> None:

@@ -112,6 +112,40 @@ def test_express_job_does_not_wait_behind_long_ones():
         assert time.monotonic() - t0 > 2.0, "the second long job did not wait for the worker"
 
 
+def test_large_payloads_and_results_from_many_threads():
+    """Jobs and answers larger than a pipe's buffer, from several threads at once. A caller
+    that held its lock while blocked writing a job, when the server was blocked writing an
+    answer that the caller's reader could not take without that lock, hung for good (a
+    1,000-evaluation run froze this way on 454-state probes). Run in a child process, so
+    that a deadlock fails the test instead of hanging it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = f"""
+import sys, concurrent.futures
+from dataclasses import replace
+import numpy as np
+sys.path[:0] = [{root!r}, {os.path.dirname(__file__)!r}]
+from sandbox import Sandbox
+from sandbox_helpers import FAST, job
+code = "def f(a):\\n    return a[::-1]\\n"
+payloads = [np.arange(250_000, dtype=np.float64) + i for i in range(64)]  # 2 MB each
+with Sandbox(FAST, workers=2) as box, concurrent.futures.ThreadPoolExecutor(16) as pool:
+    outcomes = list(pool.map(lambda ip: box.run(replace(job(code, args=[ip[1]]), express=ip[0] % 3 == 0)),
+                             enumerate(payloads)))
+assert [o.status for o in outcomes] == ["ok"] * len(payloads), [o.error for o in outcomes]
+assert all(np.array_equal(o.result, p[::-1]) for o, p in zip(outcomes, payloads))
+print("all", len(outcomes), "ok")
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    try:
+        out, _ = child.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("64 jobs of 2 MB from 16 threads hung: caller and server deadlocked on their pipes")
+    assert child.returncode == 0 and "all 64 ok" in out, out[-2000:]
+
+
 def test_batch_with_hostile_third(sb):
     hostile = [
         "def f(x):\n    while True:\n        pass\n",
