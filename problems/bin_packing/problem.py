@@ -414,40 +414,16 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
     n_cover = n // 8
     n_scout = n // 8
     # 1. Best Fit trajectory states, evenly spread over the steps of the first instances.
-    traj: list[dict[str, Any]] = []
     insts = ds.instances[: max(1, min(len(ds.instances), 2))]
     per = [n_traj // len(insts) + (1 if i < n_traj % len(insts) else 0) for i in range(len(insts))]
+    traj: list[dict[str, Any]] = []
     for inst, count in zip(insts, per):
-        if count == 0:
-            continue
-        steps = set(np.linspace(0, len(inst.items) - 1, count).round().astype(int).tolist())
-        seen = [0]
-
-        def best_fit(item, bins, _steps=steps, _seen=seen):
-            if _seen[0] in _steps:
-                traj.append({"item": float(item), "bins": _trim(np.array(bins), capacity)})
-            _seen[0] += 1
-            return -(bins - item)
-
-        _harness.pack(best_fit, inst.items, inst.capacity)
+        traj += _states_along(inst, lambda item, bins: -(bins - item), count, lambda b: _trim(b, capacity))
     traj = traj[:n_traj]
     # 1b. The other layout real packings have: a heuristic that loves high indices opens the
     #     last bin first, so its used bins sit at the END of the array, after thousands of
     #     untouched ones (cut to PROBE_EMPTY_BINS per run of empty bins).
-    inst = ds.instances[0]
-    steps = set(np.linspace(0, len(inst.items) - 1, n_scout).round().astype(int).tolist()) if n_scout else set()
-    seen = [0]
-    scout: list[dict[str, Any]] = []
-
-    def index_loving(item, bins):
-        if seen[0] in steps:
-            scout.append({"item": float(item), "bins": _cut_empty_runs(np.array(bins), capacity)})
-        seen[0] += 1
-        return 0.5 * (np.arange(len(bins)) - bins) - 0.5 * (bins - item)
-
-    if n_scout:
-        _harness.pack(index_loving, inst.items, inst.capacity)
-    traj += scout[:n_scout]
+    traj += _states_along(ds.instances[0], _index_loving, n_scout, lambda b: _cut_empty_runs(b, capacity))[:n_scout]
     n_pert = n - len(traj) - n_rare - n_cover
     # 2. Perturbed: jitter the open bins, drop some empty ones, draw a new item.
     pert: list[dict[str, Any]] = []
@@ -498,6 +474,30 @@ def _probe_states(train_name: str, n: int) -> tuple[dict[str, Any], ...]:
     return tuple(states[:len(table) + n])
 
 
+def _index_loving(item: float, bins: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.arange(len(bins)) - bins) - 0.5 * (bins - item)
+
+
+def _states_along(inst: Instance, priority: Any, count: int, shrink: Any) -> list[dict[str, Any]]:
+    """The states met at ``count`` steps spread evenly over a packing of ``inst`` by
+    ``priority``, each state's bins passed through ``shrink``."""
+    if count == 0:
+        return []
+    steps = set(np.linspace(0, len(inst.items) - 1, count).round().astype(int).tolist())
+    states: list[dict[str, Any]] = []
+    seen = 0
+
+    def recording(item, bins):
+        nonlocal seen
+        if seen in steps:
+            states.append({"item": float(item), "bins": shrink(np.array(bins))})
+        seen += 1
+        return priority(item, bins)
+
+    _harness.pack(recording, inst.items, inst.capacity)
+    return states
+
+
 TABLE_EMPTY_BINS = 8
 
 
@@ -508,10 +508,10 @@ def _preference_table(capacity: float, at_most: int) -> list[dict[str, Any]]:
     sizes = np.arange(1, int(capacity))
     if len(sizes) > at_most // 2:
         sizes = np.unique(np.linspace(1, int(capacity) - 1, at_most // 2).round().astype(int))
+    empty = np.full(TABLE_EMPTY_BINS, capacity)
     states = []
     for size in sizes.tolist():
         rooms = np.arange(size, int(capacity), dtype=np.float64)
-        empty = np.full(TABLE_EMPTY_BINS, capacity)
         for order in (rooms, rooms[::-1]):
             states.append({"item": float(size), "bins": np.concatenate([order, empty])})
     return states
