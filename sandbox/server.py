@@ -483,8 +483,8 @@ def main() -> None:
                 os.waitpid(r.pid, 0)
             except OSError:
                 pass
-            shutil.rmtree(r.tmpdir, ignore_errors=True)
-        # The caller removes this folder too, unless it was killed outright; then only we can.
+        # With the jobs' folders inside it. The caller removes it too, unless it was killed
+        # outright; then only we can.
         shutil.rmtree(cfg["base_dir"], ignore_errors=True)
 
 
