@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
+from evo.cli import compose_config
 from evo.doctor import doctor
 from evo.llm.litellm_backend import KEYS, LiteLLMBackend
 from evo.llm.replay import KEYS as REPLAY_KEYS
@@ -95,8 +95,7 @@ def test_doctor_config_errors():
 # --- the config files -----------------------------------------------------------------
 
 def compose_llm(name: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return compose(config_name="config", overrides=[f"llm={name}", *overrides]).llm
+    return compose_config([f"llm={name}", *overrides]).llm
 
 
 @pytest.mark.parametrize("name", ["openai", "anthropic", "local", "replay", "offline"])

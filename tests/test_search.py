@@ -9,12 +9,13 @@ from collections import Counter
 import pytest
 
 from evo.app import snapshot_config
+from evo.cli import compose_config
 from evo.operators import OPERATORS
 from evo.reflection import compare
 from evo.search_state import SearchState
 from evo.settings import read_settings
 from evo.store import Store
-from tests.conftest import REPO, TOY, run_evo
+from tests.conftest import TOY, run_evo
 
 
 def operators_in_order(run_dir) -> list[str]:
@@ -150,12 +151,9 @@ def test_curiosity_favours_elites_whose_children_enter_the_archive(all_operators
     (("llm.mix={m3: {shrink: 1.0}}",), "llm.mix.m3: unknown edit(s) shrink"),
 ])
 def test_search_config_errors_name_the_key(overrides, expected):
-    from hydra import compose, initialize_config_dir
-
     from evo.errors import UserError
 
-    with initialize_config_dir(str(REPO / "conf"), version_base=None):
-        cfg = compose("config", overrides=list(overrides))
+    cfg = compose_config(list(overrides))
     with pytest.raises(UserError, match=re.escape(expected)):
         read_settings(cfg)
 
