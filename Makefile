@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test clean
+# `make llm [MODEL=0.5b|1.5b]`: a local Qwen2.5-Coder model and llama.cpp's server, for
+# `evo run llm=llamacpp`. Kept in ~/.cache/evo (or $EVO_CACHE), shared by every clone.
+MODEL  ?= 0.5b
+
+.PHONY: run test llm clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/evo run $(ARGS)
@@ -23,6 +27,9 @@ $(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+llm: $(VENV)/.installed-run
+	$(BIN)/python -m evo.llm.local_install $(MODEL)
 
 clean:
 	rm -rf $(VENV)

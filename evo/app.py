@@ -28,7 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from evo.engine import Engine
 from evo.errors import UserError
 from evo.evaluation import Evaluator
-from evo.llm import CachedBackend, make_backend
+from evo.llm import CachedBackend, open_backend
 from evo.progress import Progress
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
@@ -128,12 +128,13 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
             raise UserError(f"the sandbox cannot start: {exc}") from None
         with sandbox:
             evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
-            backend = CachedBackend(make_backend(settings.llm, problem.entry, tuple(problem.vocabulary),
-                                                 settings.seed), store, settings.llm)
-            progress = Progress(settings.budget.evaluations, problem.score_name)
-            engine = Engine(settings, problem, store, evaluator, backend, progress)
-            with _graceful_interrupts(engine, run_dir, settings, received):
-                reason = engine.run()
+            with open_backend(settings.llm, problem.entry, tuple(problem.vocabulary), settings.seed,
+                              run_dir) as raw_backend:
+                backend = CachedBackend(raw_backend, store, settings.llm)
+                progress = Progress(settings.budget.evaluations, problem.score_name)
+                engine = Engine(settings, problem, store, evaluator, backend, progress)
+                with _graceful_interrupts(engine, run_dir, settings, received):
+                    reason = engine.run()
             progress.close()
             store.set_meta("state", INTERRUPTED if reason == INTERRUPTED else "finished")
             store.set_meta("stop_reason", reason)

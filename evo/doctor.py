@@ -2,7 +2,9 @@
 
 One tiny request to the configured endpoint, then one line each for the backend, model,
 endpoint, key, latency, tokens, cost, answer and error. The key's value is never shown,
-only the name of the variable that holds it and whether it is set.
+only the name of the variable that holds it and whether it is set. For ``llm=llamacpp``
+the doctor starts the local server, asks for a few dozen tokens of code and reports the
+server's start-up time and the generation speed, then stops the server.
 
 Exit codes: 0 the endpoint answered; 1 the request failed; 2 the llm config is wrong.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 from evo.errors import UserError
@@ -18,6 +22,12 @@ from evo.llm.base import Message, Request
 PROBE = Request(
     messages=(Message("system", "You are a health check. Reply with the single word: ok"),
               Message("user", "ping")),
+    operator="doctor", parents=(), sample=-1,
+)
+
+# Long enough an answer to measure a local model's generation speed.
+SPEED_PROBE = Request(
+    messages=(Message("user", "Write a Python function that returns the n-th Fibonacci number. Code only."),),
     operator="doctor", parents=(), sample=-1,
 )
 
@@ -32,13 +42,15 @@ def doctor(llm_cfg: Any, out: Callable[[str], None] | None = None) -> int:
     try:
         if kind == "litellm":
             return _litellm(cfg, say)
+        if kind == "llamacpp":
+            return _llamacpp(cfg, say)
         if kind == "replay":
             return _replay(cfg, say)
         if kind == "offline":
             say(f"model:     {cfg.get('model', 'offline-mutation')}")
             say("status:    ok (built in: no endpoint, no key, no cost)")
             return 0
-        raise UserError(f"llm.backend must be one of offline, litellm, replay (got {kind!r})")
+        raise UserError(f"llm.backend must be one of offline, litellm, llamacpp, replay (got {kind!r})")
     except UserError as exc:
         say(f"error:     config: {exc}")
         return 2
@@ -46,7 +58,6 @@ def doctor(llm_cfg: Any, out: Callable[[str], None] | None = None) -> int:
 
 def _litellm(cfg: dict, say: Callable[[str], None]) -> int:
     from evo.llm.litellm_backend import LiteLLMBackend
-    from evo.llm.retry import error_kind
 
     # One retry at most: a doctor should answer in seconds, and say what it saw.
     backend = LiteLLMBackend({**cfg, "max_retries": min(int(cfg.get("max_retries", 1)), 1)})
@@ -58,12 +69,17 @@ def _litellm(cfg: dict, say: Callable[[str], None]) -> int:
     else:
         say("key:       none configured" + (" (a dummy is sent)" if backend.base_url else
                                               " (litellm reads the provider's usual variable)"))
-    response = backend.complete(PROBE)
+    return _report(backend.complete(PROBE), backend.cost_per_token is not None, say)
+
+
+def _report(response: Any, priced: bool, say: Callable[[str], None]) -> int:
+    from evo.llm.retry import error_kind
+
     if response.latency_s:
         say(f"latency:   {response.latency_s:.2f} s")
     if response.prompt_tokens or response.completion_tokens:
         say(f"tokens:    {response.prompt_tokens} in, {response.completion_tokens} out")
-    priced = backend.cost_per_token is not None or response.cost_usd > 0
+    priced = priced or response.cost_usd > 0
     if response.prompt_tokens or response.completion_tokens:
         note = "" if priced else " (no price known for this model: set llm.cost_per_token)"
         say(f"cost:      ${response.cost_usd:.6f}{note}")
@@ -77,6 +93,34 @@ def _litellm(cfg: dict, say: Callable[[str], None]) -> int:
         return 1
     say("status:    ok")
     return 0
+
+
+def _llamacpp(cfg: dict, say: Callable[[str], None]) -> int:
+    from evo.llm.llamacpp import LlamaCppBackend
+
+    with tempfile.TemporaryDirectory(prefix="evo-doctor-") as tmp:
+        say(f"model:     {cfg.get('model')} (starting a llama.cpp server with {cfg.get('threads', 1)} thread(s))")
+        backend = LlamaCppBackend(cfg, Path(tmp))
+        try:
+            say(f"endpoint:  {backend.server.url} (ready in {backend.server.startup_s:.1f} s)")
+            response = backend.complete(SPEED_PROBE)
+            code = _report(response, True, say)
+            if response.ok and response.completion_tokens and response.latency_s:
+                say(f"speed:     {response.completion_tokens / response.latency_s:.1f} tokens/s "
+                    f"(prompt and generation together)")
+            if not response.ok:
+                say(f"server:    {_tail(Path(tmp) / 'llm-server.log')}")
+            return code
+        finally:
+            backend.close()
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][:200] if lines else "(empty log)"
 
 
 def _replay(cfg: dict, say: Callable[[str], None]) -> int:

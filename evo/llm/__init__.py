@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 from evo.errors import UserError
 from evo.llm.base import Backend, Message, Request, Response
@@ -18,23 +20,43 @@ from evo.llm.base import Backend, Message, Request, Response
 _ANSWER_PARAMS = ("temperature", "max_tokens", "top_p")
 
 
-def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int) -> Backend:
+@contextmanager
+def open_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int,
+                 log_dir: Path) -> Iterator[Backend]:
+    """The configured backend, and whatever it runs (a local LLM server) stopped on exit."""
+    backend = make_backend(llm, entry, vocabulary, seed, log_dir)
+    try:
+        yield backend
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int,
+                 log_dir: Path | None = None) -> Backend:
+    """A backend for the ``llm`` config node; ``log_dir`` receives a local server's log.
+    A backend with a ``close`` method must be closed (``open_backend`` does it)."""
     kind = llm.get("backend")
     if kind == "offline":
-        from evo.llm.offline import OfflineBackend
-
-        from evo.llm.offline import MAX_NODES
+        from evo.llm.offline import MAX_NODES, OfflineBackend
 
         return OfflineBackend(entry, vocabulary, seed, llm.get("mix"), int(llm.get("max_nodes") or MAX_NODES))
     if kind == "litellm":
         from evo.llm.litellm_backend import LiteLLMBackend
 
         return LiteLLMBackend(llm)
+    if kind == "llamacpp":
+        from evo.llm.llamacpp import LlamaCppBackend
+
+        if log_dir is None:
+            raise ValueError("the llamacpp backend needs a folder for its server's log")
+        return LlamaCppBackend(llm, log_dir)
     if kind == "replay":
         from evo.llm.replay import ReplayBackend
 
         return ReplayBackend(llm)
-    raise UserError(f"llm.backend must be one of offline, litellm, replay (got {kind!r})")
+    raise UserError(f"llm.backend must be one of offline, litellm, llamacpp, replay (got {kind!r})")
 
 
 def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int) -> str:
