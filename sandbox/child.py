@@ -31,6 +31,40 @@ class SandboxViolation(PermissionError):
     """Raised by the audit hook when candidate code attempts a forbidden operation."""
 
 
+class NotOffered(ModuleNotFoundError):
+    """An import of a module the sandbox does not offer to candidate code."""
+
+
+class _OfferedOnly:
+    """A meta path finder that refuses modules outside the standard library and the
+    preloaded packages, with a message that says what is available. Without it, a package
+    that happens to be installed (scipy, pulled in by pyribs) fails deep inside its import
+    with an error that tells a model, and a user, nothing."""
+
+    def __init__(self, allowed: frozenset[str], offered: str) -> None:
+        self.allowed = allowed
+        self.offered = offered
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        top = name.partition(".")[0]
+        if top in self.allowed:
+            return None  # the usual finders take it from here
+        raise NotOffered(f"module {top!r} is not available in the sandbox: candidate code may import "
+                         f"{self.offered} and Python's standard library", name=name)
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+def offered_only(preloaded: tuple[str, ...], harness_name: str) -> _OfferedOnly:
+    tops = {name.partition(".")[0] for name in preloaded}
+    # Whatever the server's imports brought in (numpy's own dependencies) must keep loading.
+    tops |= {name.partition(".")[0] for name in list(sys.modules)}
+    third_party = sorted(t for t in {n.partition(".")[0] for n in preloaded}
+                         if t not in sys.stdlib_module_names and t != harness_name.partition(".")[0])
+    return _OfferedOnly(frozenset(tops) | sys.stdlib_module_names, ", ".join(third_party) or "nothing but")
+
+
 def frame(status: str, error: str = "", blob: bytes = b"") -> bytes:
     hdr = json.dumps({"status": status, "error": error[-ERROR_CHARS:]}).encode()
     body = struct.pack("<I", len(hdr)) + hdr + blob
@@ -151,12 +185,13 @@ def run_job(
     read_roots: tuple[str, ...],
     seed: int,
     layers: dict,
+    preloaded: tuple[str, ...] = (),
 ) -> None:
     """Never returns: ends with os._exit."""
     status_code = 0
     try:
         _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, limits,
-                    read_roots, seed, layers)
+                    read_roots, seed, layers, preloaded)
     except BaseException:  # trusted-side failure: report what we can
         try:
             _write_all(result_fd, frame("crashed", "sandbox child setup failed: "
@@ -167,7 +202,7 @@ def run_job(
 
 
 def _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, limits,
-                read_roots, seed, layers) -> None:
+                read_roots, seed, layers, preloaded) -> None:
     from . import codec, protect
 
     os.setsid()
@@ -249,6 +284,7 @@ def _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, 
         sys.modules[mod] = None
     del protect
 
+    sys.meta_path.insert(0, offered_only(preloaded, getattr(harness, "__name__", "")))
     linecache.cache[CANDIDATE_FILE] = (len(code), None, code.splitlines(True), CANDIDATE_FILE)
     func = getattr(harness, call)
     status, error, blob = "ok", "", b""
@@ -269,6 +305,10 @@ def _child_main(code, entry, harness, call, payload, tmpdir, result_fd, out_fd, 
     except RecursionError as e:
         state["armed"] = False
         status, error = "error", short_traceback(e)
+    except NotOffered as e:
+        state["armed"] = False
+        where = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == CANDIDATE_FILE]
+        status, error = "error", (f"line {where[-1]}: " if where else "") + str(e)
     except BaseException as e:
         state["armed"] = False
         blocked_import = isinstance(e, ImportError) and str(getattr(e, "name", "") or "").split(".")[0] in (

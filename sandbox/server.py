@@ -355,7 +355,7 @@ class Server:
             child.run_job(code=hdr["code"], entry=hdr["entry"], harness=harness, call=hdr["call"],
                           payload=payload, tmpdir=tmpdir, result_fd=res_w, out_fd=out_w,
                           limits=lim, read_roots=tuple(self.read_roots), seed=self.seed,
-                          layers=self.layers)
+                          layers=self.layers, preloaded=tuple(self.cfg.get("preload", [])))
             os._exit(71)  # not reached
         os.close(res_w)
         os.close(out_w)
