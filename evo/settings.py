@@ -112,10 +112,9 @@ def _check_choices(s: Settings) -> None:
     for op in s.operators:
         if op.selection is not None and op.selection not in SELECTION_RULES:
             raise UserError(f"operators.{op.name}.selection must be one of {rules} or null (got {op.selection!r})")
-    if s.llm.get("backend") == "offline":
-        from evo.llm.offline import mixes
+    from evo.llm import check_config
 
-        mixes(s.llm.get("mix"))  # a wrong edit name is a config error, caught before the run starts
+    check_config(s.llm)  # a wrong llm config is caught before the run starts
     for axis in s.axes:
         if axis.name not in MEASURES:
             raise UserError(f"archive.measures: unknown measure {axis.name!r}; choose from {', '.join(MEASURES)}")

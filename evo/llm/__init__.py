@@ -20,6 +20,20 @@ from evo.llm.base import Backend, Message, Request, Response
 _ANSWER_PARAMS = ("temperature", "max_tokens", "top_p")
 
 
+def check_config(llm: Mapping[str, Any]) -> None:
+    """Refuse a wrong llm config with a UserError before a run folder is made, as far as
+    that can be done without starting anything."""
+    kind = llm.get("backend")
+    if kind == "offline":
+        from evo.llm.offline import mixes
+
+        mixes(llm.get("mix"))  # a wrong edit name
+    elif kind == "llamacpp":
+        from evo.llm.llamacpp import installed_model
+
+        installed_model(llm)  # the model and the server are installed
+
+
 @contextmanager
 def open_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int,
                  log_dir: Path) -> Iterator[Backend]:
@@ -59,12 +73,13 @@ def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
     raise UserError(f"llm.backend must be one of offline, litellm, llamacpp, replay (got {kind!r})")
 
 
-def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int) -> str:
-    canonical = json.dumps(
-        {"model": model, "messages": [[m.role, m.content] for m in messages], "params": dict(params), "sample": sample},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int,
+              stop: tuple[str, ...] = ()) -> str:
+    key: dict[str, Any] = {"model": model, "messages": [[m.role, m.content] for m in messages],
+                           "params": dict(params), "sample": sample}
+    if stop:  # absent when empty, so that the keys of runs made before stop existed still match
+        key["stop"] = list(stop)
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -78,7 +93,7 @@ class CachedBackend:
         self.params = {k: llm[k] for k in _ANSWER_PARAMS if llm.get(k) is not None}
 
     def complete(self, request: Request) -> Response:
-        key = cache_key(self.model, request.messages, self.params, request.sample)
+        key = cache_key(self.model, request.messages, self.params, request.sample, request.stop)
         row = self.store.cached_response(key)
         if row is not None and not row["error"]:
             return Response(

@@ -130,6 +130,15 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "(empty log)"
 
 
+def installed_model(cfg: Mapping[str, Any]) -> tuple[str, Path]:
+    """The served name and GGUF file of the configured model; a UserError that says to run
+    `make llm` when the model or the server is not installed. Starts nothing."""
+    alias, gguf = resolve_gguf(str(cfg.get("model") or ""))
+    if find_spec("llama_cpp") is None or find_spec("uvicorn") is None:
+        raise UserError("llama-cpp-python with its server is not installed in this environment: run `make llm`")
+    return alias, gguf
+
+
 class LlamaCppBackend:
     """The ``Backend`` for ``llm=llamacpp``; ``close()`` stops its server."""
 
@@ -138,9 +147,7 @@ class LlamaCppBackend:
         unknown = sorted(set(c) - KEYS)
         if unknown:
             raise UserError(f"llm: unknown key(s) {', '.join(unknown)} for llamacpp; known: {', '.join(sorted(KEYS))}")
-        alias, gguf = resolve_gguf(str(c.get("model") or ""))
-        if find_spec("llama_cpp") is None or find_spec("uvicorn") is None:
-            raise UserError("llama-cpp-python with its server is not installed in this environment: run `make llm`")
+        alias, gguf = installed_model(c)
         threads = int(c.get("threads", 1))
         if threads < 1:
             raise UserError(f"llm.threads must be at least 1 (got {threads})")
