@@ -29,6 +29,9 @@ class Request:
     # The prompt's reflection in structured form (ReEvo's operators): scoring terms to
     # favour. The offline model reads it; an LLM reads the same reflection in ``messages``.
     hints: tuple[str, ...] = ()
+    # Where the answer may end: text that, once generated, is not worth paying for. An LLM
+    # stops there (the stop text itself is not returned); the offline model ignores it.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,8 @@ class LiteLLMBackend:
             "max_retries": 0,
             "drop_params": True,  # e.g. reasoning models that refuse a temperature
         }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
         if self.base_url:
             kwargs["api_base"] = self.base_url
         if key:
