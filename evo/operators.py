@@ -17,6 +17,8 @@ parents, ``elitist`` the run's long-term reflection (see evo.reflection).
 """
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
@@ -76,11 +78,32 @@ def template(name: str) -> Template:
 def render_parents(parents: list[Parent]) -> str:
     return "\n".join(
         template("parent").substitute(
-            number=i + 1, thought=p.thought or "(no description)", code=p.code.strip(),
+            number=i + 1, thought=p.thought or "(no description)", code=without_docstrings(p.code).strip(),
             score="failed" if p.score is None else f"{p.score:.4f}",
         )
         for i, p in enumerate(parents)
     )
+
+
+def without_docstrings(code: str) -> str:
+    """The code without its functions' docstrings. The prompt shows each parent's thought
+    beside its code; a docstring there too is what small models copy into their answer,
+    where it then describes the parent instead of the child."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code  # a failed parent (for the repair operator) is shown as it was
+    lines = code.splitlines(keepends=True)
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and len(node.body) > 1:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str) and first.lineno != node.body[1].lineno:
+                spans.append((first.lineno - 1, first.end_lineno))
+    for start, end in sorted(spans, reverse=True):
+        del lines[start:end]
+    return "".join(lines)
 
 
 def render(operator: Operator, task: str, signature: str, score_name: str, parents: list[Parent],
@@ -93,7 +116,7 @@ def render(operator: Operator, task: str, signature: str, score_name: str, paren
         score_name=score_name,
         reflection=reflection.strip() or "(none yet)",
         error=parents[0].error if parents else "",
-        format=template("format").safe_substitute(signature=signature),
+        format=template("format").safe_substitute(signature=signature, entry=_entry_name(signature)),
     )
     return _chat(user)
 
@@ -109,6 +132,11 @@ def render_reflection(kind: str, task: str, score_name: str, parents: list[Paren
         evidence=evidence.strip() or "(no evidence yet)",
     )
     return _chat(user)
+
+
+def _entry_name(signature: str) -> str:
+    match = re.search(r"def\s+(\w+)", signature)
+    return match.group(1) if match else "the function"
 
 
 def _chat(user: str) -> tuple[Message, ...]:

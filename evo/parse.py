@@ -39,6 +39,7 @@ _FENCE_MARK = re.compile(r"`{3,}|~{3,}")
 _LANG = re.compile(r"[ \t]*([\w+.-]*)")
 _PYTHON_TAGS = ("", "python", "py", "python3", "py3", "ipython", "numpy")
 _BRACED = re.compile(r"\{([^{}]{3,2000})\}")
+_LABELLED = re.compile(r"^[ \t>*_#-]*(?:idea|thought)[ \t*_]*:[ \t*_]*(\S.{2,2000})$", re.IGNORECASE | re.MULTILINE)
 # A line that can open or continue top-level code outside a fence.
 _TOP_CODE = re.compile(r"(?:def |async def |class |@|import \w|from [\w.]+ import |#|[A-Za-z_]\w*\s*(?::[^=]+)?=[^=])")
 
@@ -51,7 +52,7 @@ def parse_answer(text: str, entry: str, n_args: int) -> Parsed:
         raise ParseError("empty answer")
     code, prose = _extract_code(text, entry)
     tree = _check_entry(code, entry, n_args)
-    return Parsed(thought=_extract_thought(prose), code=_tidy(code, tree, entry))
+    return Parsed(thought=_extract_thought(prose, _docstring(tree, entry)), code=_tidy(code, tree, entry))
 
 
 # --- thinking ---------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def _extract_code(text: str, entry: str) -> tuple[str, str]:
         # The last block that defines the entry is the answer's final word.
         chosen = defining[-1]
         others = [b.body for b in blocks if b is not chosen]
-        return _with_helpers(_checked_syntax(chosen), others, entry), prose
+        return _with_helpers(_block_code(chosen, entry, defines), others, entry), prose
     loose = _unfenced(prose, entry, defines)
     if loose is not None:
         code, before = loose
@@ -162,6 +163,22 @@ def _checked_syntax(block: _Block) -> str:
     except ValueError as exc:
         raise ParseError(f"unreadable code: {exc}") from None
     return block.body
+
+
+def _block_code(block: _Block, entry: str, defines: re.Pattern) -> str:
+    """The block's code. Small models put prose inside the fence (the format's placeholder
+    copied as its first line, a numbered description): when the whole block does not
+    parse, the function and the code lines around it may."""
+    try:
+        return _checked_syntax(block)
+    except ParseError as whole:
+        try:
+            rescued = _unfenced(block.body, entry, defines)
+        except ParseError:
+            rescued = None
+        if rescued is None:
+            raise whole from None
+        return rescued[0]
 
 
 def _unfenced(prose: str, entry: str, defines: re.Pattern) -> tuple[str, str] | None:
@@ -322,12 +339,33 @@ def _defines(code: str, entry: str) -> bool:
         return False
 
 
-def _extract_thought(prose: str) -> str:
+def _extract_thought(prose: str, docstring: str) -> str:
+    """The idea, from the first of: an ``Idea:`` line, a braced sentence (EoH's format), the
+    function's docstring (the format asked for), the first sentence of the prose."""
+    labelled = _LABELLED.search(prose)
     braced = _BRACED.search(prose)
-    if braced:
-        thought = " ".join(braced.group(1).split())
+    if labelled:
+        thought = labelled.group(1).strip().strip("{}").strip()
+    elif braced:
+        thought = braced.group(1)
+    elif docstring:
+        thought = docstring
     else:
-        head = " ".join(prose[:20_000].split())
-        sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", head) if s.strip()]
-        thought = sentences[0] if sentences else ""
+        thought = prose[:20_000]
+    thought = _first_sentence(" ".join(thought.split()))
     return thought if len(thought) <= MAX_THOUGHT else thought[: MAX_THOUGHT - 1].rstrip() + "…"
+
+
+def _docstring(tree: ast.Module, entry: str) -> str:
+    """The entry function's docstring, unless it is the format's placeholder copied."""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry:
+            doc = (ast.get_docstring(node) or "").strip()
+            return "" if doc.startswith("<") and doc.endswith(">") else doc
+    return ""
+
+
+def _first_sentence(text: str) -> str:
+    # A thought is one sentence; small models go on to echo the task text after it.
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z(])", text) if s.strip()]
+    return sentences[0] if sentences else ""
