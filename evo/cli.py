@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from evo.errors import UserError
+from evo.compose import compose_config, register_resolvers
+from evo.errors import EXIT_USAGE, UserError
 from evo.rundir import RESUMABLE_KEYS, RESUMABLE_PREFIXES, may_change_on_resume, remove_unstarted
 
 USAGE = """usage: evo COMMAND ...
@@ -29,8 +28,6 @@ USAGE = """usage: evo COMMAND ...
                                     evaluate a heuristic file on the train and test sets
   doctor [overrides]                check the configured LLM endpoint with one tiny request
 """
-
-EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,36 +95,6 @@ def _hydra_app(overrides: list[str]) -> int:
     finally:
         sys.argv = saved
     return max(exit_codes, default=0)
-
-
-def register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.has_resolver("evo_unique"):
-        # Two runs started in the same second must not share a folder.
-        token = f"{os.getpid():x}{secrets.token_hex(2)}"
-        OmegaConf.register_new_resolver("evo_unique", lambda: token)
-
-
-def compose_config(overrides: list[str], return_hydra_config: bool = False):
-    """The composed config for these overrides, with Hydra's errors as one line."""
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-
-    register_resolvers()
-    try:
-        with initialize_config_module(config_module="conf", version_base="1.3"):
-            return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
-    except MissingConfigException as exc:
-        group = (exc.missing_cfg_file or "").split("/")[0]
-        options = ", ".join(exc.options or [])
-        if group and options:
-            value = (exc.missing_cfg_file or "").split("/", 1)[-1]
-            raise UserError(f"unknown {group} {value!r}; available: {options}") from None
-        raise UserError(str(exc).splitlines()[0]) from None
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(" ".join(str(exc).split("\n")[:2]).strip()) from None
 
 
 # ---- resume ------------------------------------------------------------------------------

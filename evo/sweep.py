@@ -28,10 +28,8 @@ from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from evo.errors import UserError
+from evo.errors import EXIT_USAGE, UserError
 from evo.rundir import may_change_on_resume, remove_unstarted
-
-INTERRUPTED = (130, 143)  # the exit codes of a run stopped by SIGINT or SIGTERM
 from evo.store import STORE_NAME, Store
 
 # Our presets in conf/hydra/launcher/ carry the same names as the plugin's structured
@@ -47,6 +45,7 @@ OUTCOMES_DIR = ".evo-jobs"
 # The outcome a job records before its run: what stays if the job is killed on its way.
 KILLED = "stopped before its end (killed); launch the sweep again to resume it"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+INTERRUPTED = (130, 143)  # the exit codes of a run stopped by SIGINT or SIGTERM
 _ABSENT = object()
 
 
@@ -84,7 +83,7 @@ def plan_sweep(overrides: list[str]) -> Sweep:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from evo.cli import compose_config
+    from evo.compose import compose_config
 
     plain = [a for a in overrides if a not in MULTIRUN_FLAGS]
     try:
@@ -194,8 +193,6 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
     """The task of one job of ``sweep``: run, resume or skip it, and record what happened."""
-    from evo.cli import EXIT_USAGE
-
     try:
         action = decide(cfg, run_dir)
         # Recorded before the run: a job killed on its way still shows in the summary.
@@ -356,8 +353,6 @@ def _meta(run_dir: Path) -> dict[str, str]:
 def _changed_keys(before: DictConfig, after: DictConfig) -> list[str]:
     a, b = flat_config(before), flat_config(after)
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _ABSENT) != b.get(k, _ABSENT))
-
-
 
 
 def _relative(path: str, base: Path) -> str:
