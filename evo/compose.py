@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 from evo.errors import UserError
 
@@ -40,3 +43,39 @@ def compose_config(overrides: list[str], return_hydra_config: bool = False):
         raise UserError(str(exc).splitlines()[0]) from None
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(" ".join(str(exc).split("\n")[:2]).strip()) from None
+
+
+def resolved_folder(cfg, key: str, what: str) -> Path:
+    """An output folder of a config composed with its ``hydra`` node (``hydra.run.dir``,
+    ``hydra.sweep.dir``), resolved now, to be pinned: its default name holds the time and
+    a random token, which Hydra would otherwise resolve again later."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    saved = HydraConfig.instance().cfg
+    try:
+        HydraConfig.instance().set_config(cfg)  # for a ${hydra:...} in the folder's name
+        folder = Path(str(OmegaConf.select(cfg, key))).absolute()
+    except OmegaConfBaseException as exc:
+        raise UserError(f"{key} cannot be resolved: {str(exc).splitlines()[0]}") from None
+    finally:
+        HydraConfig.instance().cfg = saved
+    if "'" in str(folder):
+        raise UserError(f"the {what} {folder} must not contain a quote")
+    return folder
+
+
+@contextmanager
+def hydra_errors_raised() -> Iterator[None]:
+    """Hydra prints an error raised in a job (or its launcher) as a traceback and exits,
+    unless HYDRA_FULL_ERROR is set; set, it raises the error, for evo to say in one line."""
+    saved = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved

@@ -64,7 +64,10 @@ class Outcome:
 
 
 class SandboxError(RuntimeError):
-    """The sandbox server cannot be started (or keeps dying)."""
+    """The sandbox cannot run jobs: its server cannot be started (or keeps dying), or the
+    host cannot give a job what it needs (its temporary folder is full or cannot be
+    written, no process is left). Raised by ``Sandbox()`` and by a job's ``result()``:
+    never the job's own outcome."""
 
 
 # Variables passed to the server; everything else (API keys, tokens, ...) stays behind.
@@ -89,7 +92,11 @@ class _Server:
 
     def __init__(self, owner: "Sandbox"):
         self.owner = owner
-        self.base = tempfile.mkdtemp(prefix="evo-sandbox-")
+        try:
+            self.base = tempfile.mkdtemp(prefix="evo-sandbox-")
+        except OSError as e:
+            raise SandboxError(f"its temporary folder {tempfile.gettempdir()} cannot be written ({e.strerror});"
+                               " free some space there, make it writable or set TMPDIR to another folder") from None
         os.chmod(self.base, 0o711)
         cfg = {
             "limits": asdict(owner.limits), "workers": owner.workers,
@@ -140,7 +147,9 @@ class _Server:
                     continue
                 with self.lock:
                     fut = self.pending.pop(hdr["id"], None)
-                if fut is not None:
+                if fut is not None and hdr["status"] == "unavailable":  # server.UNAVAILABLE: the host's fault
+                    fut.set_exception(SandboxError(hdr.get("error", "")))
+                elif fut is not None:
                     fut.set_result(self._outcome(hdr, blob))
         except Exception:  # noqa: BLE001 - any protocol failure means the server is unusable
             pass

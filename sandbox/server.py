@@ -27,6 +27,11 @@ from typing import Any
 
 REQ_MAGIC, ANS_MAGIC = b"SBXQ", b"SBXA"
 MAX_RESULT_BYTES = 256 << 20
+# A job's temporary folder on a filesystem with less room than this is of no use to it.
+MIN_FREE_BYTES = 1 << 20
+# The answer for a job the host cannot start (no room or no permission for its temporary
+# folder, no pipe, no process left): not the job's outcome, so the caller raises.
+UNAVAILABLE = "unavailable"
 
 
 def pack(magic: bytes, hdr: dict, blob: bytes = b"") -> bytes:
@@ -309,9 +314,29 @@ class Server:
                 return
             hdr, blob = self.queue.pop(index)
             try:
+                self._check_room()
                 self._fork_job(hdr, blob)
+            except OSError as e:
+                self._answer(hdr["id"], UNAVAILABLE, self._host_fault(e))
             except Exception as e:  # noqa: BLE001
                 self._answer(hdr["id"], "error", f"sandbox could not start the job: {type(e).__name__}: {e}"[:400])
+
+    def _check_room(self) -> None:
+        """Refuse to start a job whose temporary folder would be on a full filesystem."""
+        st = os.statvfs(self.base)
+        if st.f_files and not st.f_favail:
+            raise OSError(errno.ENOSPC, "no inode left")
+        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, f"{st.f_bavail * st.f_frsize} bytes free")
+
+    def _host_fault(self, e: OSError) -> str:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return (f"its temporary folder {self.base} is full ({e.strerror}); free some space there"
+                    " or set TMPDIR to another folder")
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT):
+            return (f"its temporary folder {self.base} cannot be written ({e.strerror}); make it writable"
+                    " or set TMPDIR to another folder")
+        return f"a job cannot be started: {e.strerror}"
 
     def _next_startable(self) -> int | None:
         """Queue index of the job to start now, if any. Express jobs (short ones: a probe, a

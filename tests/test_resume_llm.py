@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def llm_args(server: ScriptedServer) -> list[str]:
 
 
 def cached_answers(run_dir: Path) -> int:
-    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)) as db:
         return db.execute("SELECT COUNT(*) FROM llm_cache WHERE error = ''").fetchone()[0]
 
 

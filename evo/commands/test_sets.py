@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evo.commands.common import BASELINE_ID, Run, baseline_key, finite
-from evo.errors import UserError
+from evo.errors import HostError, UserError
 from evo.store import CandidateRecord, Store, writer_active, writer_lock
 from problems.base import Dataset, Problem
 
@@ -127,7 +127,7 @@ def _save(run: Run, jobs: list[Job], results: list[tuple[float | None, str]]) ->
                     store.save_test_score(job.cid, job.key, score, error)
             finally:
                 store.close()
-    except UserError as exc:
+    except (UserError, HostError) as exc:
         return f"scores not cached: {exc}"
     except (sqlite3.Error, OSError) as exc:
         return f"scores not cached: {exc}"
