@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sandbox.py [--heuristics 50] [--items 5000]
 
 Each heuristic is evaluated on 5 seeded instances of Weibull(3, 45) item sizes clipped to
-[1, 100] and rounded (capacity 100) by sandbox/binpack_harness.solve. Three timed runs:
+[1, 100] and rounded (capacity 100) by bench/binpack_harness.solve. Three timed runs:
   A: plain exec + call in this process (no isolation at all),
   B: through Sandbox(workers=1), jobs submitted one after another,
   C: through Sandbox(workers=2), all jobs submitted at once.
@@ -24,7 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 from sandbox import Job, Limits, Sandbox  # noqa: E402
-from sandbox import binpack_harness as bench_harness  # noqa: E402
+import binpack_harness as bench_harness  # noqa: E402  (beside this script)
 
 
 def instances(n_inst: int, n_items: int, seed: int = 2024) -> list[np.ndarray]:
@@ -62,7 +62,7 @@ def main() -> int:
     insts = instances(args.instances, args.items)
     payload = {"capacity": 100.0, "instances": insts}
     codes = heuristics(args.heuristics)
-    jobs = [Job(code=c, entry="priority", harness="sandbox.binpack_harness", call="solve", payload=payload)
+    jobs = [Job(code=c, entry="priority", harness="binpack_harness", call="solve", payload=payload)
             for c in codes]
     limits = Limits(wall_time_s=120, cpu_time_s=120, memory_mb=2048, output_bytes=65536)
 
@@ -78,7 +78,7 @@ def main() -> int:
     for workers in (1, 2):
         t_start = time.perf_counter()
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        with Sandbox(limits, workers=workers, preload=["numpy", "sandbox.binpack_harness"]) as sb:
+        with Sandbox(limits, workers=workers, preload=["numpy", "binpack_harness"]) as sb:
             t_ready = time.perf_counter()
             if workers == 1:
                 outs = [sb.run(j) for j in jobs]

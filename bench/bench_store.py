@@ -41,7 +41,7 @@ from evo.store import CandidateRecord, Store  # noqa: E402
 
 def real_run(evaluations: int, run_dir: Path) -> None:
     from evo.app import execute
-    from evo.cli import compose_config
+    from evo.compose import compose_config
 
     cfg = compose_config(["problem=bin_packing", "llm=offline", f"budget.evaluations={evaluations}", "seed=0"])
     sys.stderr.write(f"bench_store: a bin packing run of {evaluations} evaluations in {run_dir} ...\n")

@@ -9,6 +9,11 @@ A run can stop at any moment and be resumed without losing or changing anything 
 * a second one stops at once (``os._exit``); what was committed stays, and what was in
   flight is redone on resume, its LLM answers served from the run's cache;
 * SIGKILL, or a crash, behaves like the second signal.
+
+A fault of the host (the run folder's filesystem full or read-only, the sandbox's
+temporary folder unusable: ``evo.host``) stops the run too: what was committed stays, the
+state says ``failed`` with the fault as its reason, and the command ends with one line
+and exit code 74. The run resumes once the cause is gone.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import logging
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evo.engine import Engine
-from evo.errors import UserError
+from evo.errors import HostError, UserError
 from evo.evaluation import Evaluator
+from evo.host import Reserve, write_fault
 from evo.llm import CachedBackend, open_backend
 from evo.progress import Progress
 from evo.search_state import SearchState
@@ -61,14 +68,18 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
         _restore_snapshot_file(run_dir)
         raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with writer_lock(run_dir):
+    with writer_lock(run_dir), Reserve(run_dir) as reserve:
         if fresh:
             store = Store.create(run_dir, {"problem": cfg.problem.instance._target_, "seed": str(settings.seed),
                                            "config": _config_yaml(cfg)})
         else:
             store = Store.open(run_dir)
-            store.set_meta("config", _config_yaml(cfg))
-        return _drive(settings, problem, store, run_dir, resumed=not fresh)
+            try:
+                store.set_meta("config", _config_yaml(cfg))
+            except BaseException:
+                store.close()
+                raise
+        return _drive(settings, problem, store, run_dir, reserve, resumed=not fresh)
 
 
 def resume(run_dir: Path, overrides: list[str]) -> int:
@@ -77,7 +88,7 @@ def resume(run_dir: Path, overrides: list[str]) -> int:
     The caller has checked that only keys that may change on resume are overridden."""
     run_dir = Path(run_dir)
     Store.open_readonly(run_dir).close()  # a foreign folder is refused before a lock file lands in it
-    with writer_lock(run_dir):
+    with writer_lock(run_dir), Reserve(run_dir) as reserve:
         store = Store.open(run_dir)
         try:
             cfg = _stored_config(store, run_dir)
@@ -92,7 +103,7 @@ def resume(run_dir: Path, overrides: list[str]) -> int:
         except BaseException:
             store.close()
             raise
-        return _drive(settings, problem, store, run_dir, resumed=True)
+        return _drive(settings, problem, store, run_dir, reserve, resumed=True)
 
 
 def snapshot_config(run_dir: Path) -> DictConfig:
@@ -110,14 +121,16 @@ def resume_command(run_dir: Path) -> str:
 
 
 # ---- the run ---------------------------------------------------------------------------
-def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, resumed: bool) -> int:
-    """Run the engine on an open store (under the writer lock) and close the store."""
-    file_log = _log_to(run_dir)
+def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, reserve: Reserve,
+           resumed: bool) -> int:
+    """Run the engine on an open store (under the writer lock, with the reserve held) and
+    close the store."""
+    file_log: logging.Handler | None = None
     reason: str | None = None
     received: list[int] = []
     try:
-        store.set_meta("state", "running")
-        store.set_meta("stop_reason", "")
+        file_log = _log_to(run_dir)
+        store.set_run_state("running", "")
         log.info("%s run in %s (%d candidates committed)", "resuming" if resumed else "starting", run_dir,
                  store.count())
         # The sandbox's fork server starts before any LLM client: it is a lean process
@@ -125,7 +138,7 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
         try:
             sandbox = Sandbox(settings.limits, settings.workers, preload=("numpy", problem.harness))
         except SandboxError as exc:
-            raise UserError(f"the sandbox cannot start: {exc}") from None
+            raise HostError(f"the sandbox cannot start: {exc}") from None
         with sandbox:
             evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
             with open_backend(settings.llm, problem.entry, tuple(problem.vocabulary), settings.seed,
@@ -133,11 +146,12 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
                 backend = CachedBackend(raw_backend, store, settings.llm)
                 progress = Progress(settings.budget.evaluations, problem.score_name)
                 engine = Engine(settings, problem, store, evaluator, backend, progress)
-                with _graceful_interrupts(engine, run_dir, settings, received):
-                    reason = engine.run()
-            progress.close()
-            store.set_meta("state", INTERRUPTED if reason == INTERRUPTED else "finished")
-            store.set_meta("stop_reason", reason)
+                try:
+                    with _graceful_interrupts(engine, run_dir, settings, received):
+                        reason = engine.run()
+                finally:
+                    progress.close()
+            store.set_run_state(INTERRUPTED if reason == INTERRUPTED else "finished", reason)
             log.info("stopped: %s", reason)
             _print_summary(settings, problem, store, evaluator, run_dir, reason)
     except KeyboardInterrupt:  # a Ctrl-C before the graceful handler was in place, or after it
@@ -145,23 +159,46 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
             _mark_stopped(store, INTERRUPTED, "interrupted while starting")
             _say(f"\nevo: stopped; resume with: {resume_command(run_dir)}\n")
         raise
+    except (HostError, SandboxError) as exc:
+        raise _stopped_by_host(exc, store, run_dir, reserve, reason) from None
     except BaseException as exc:
         if reason is None:
             _mark_stopped(store, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         store.close()
-        log.removeHandler(file_log)
-        file_log.close()
+        if file_log is not None:
+            _close_log(file_log)
     if reason == INTERRUPTED:
         return 128 + (received[0] if received else signal.SIGINT)
     return 1 if reason.startswith("llm:") else 0
 
 
+def _stopped_by_host(exc: HostError | SandboxError, store: Store, run_dir: Path, reserve: Reserve,
+                     reason: str | None) -> HostError:
+    """A fault of the host stopped the run: record it in the room the reserve kept, and
+    say what to do. (Jobs the sandbox cannot start, for want of a temporary folder or of
+    processes, are the host's fault too, never the candidate's.)"""
+    fault = exc if isinstance(exc, HostError) else HostError(f"the sandbox cannot run jobs: {exc}")
+    reserve.release()
+    if reason is not None:
+        return fault  # the run had stopped already, and recorded why
+    _mark_stopped(store, "failed", f"host: {fault}")
+    try:
+        log.error("stopped: host: %s", fault)
+    except HostError:
+        pass  # the log cannot take it; the store has it
+    try:
+        kept = store.count()
+        note = f" ({kept} committed candidate{'' if kept == 1 else 's'} kept)"
+    except sqlite3.Error:  # a disk failing for reads too: what it holds, it holds
+        note = ""
+    return HostError(f"{fault}, then resume with: {resume_command(run_dir)}{note}")
+
+
 def _mark_stopped(store: Store, state: str, reason: str) -> None:
     try:
-        store.set_meta("state", state)
-        store.set_meta("stop_reason", reason)
+        store.set_run_state(state, reason)
     except Exception:  # noqa: BLE001 - the original error matters more than this note
         pass
 
@@ -200,12 +237,34 @@ def _say(text: str) -> None:
         pass
 
 
+class _RunLog(logging.FileHandler):
+    """``run.log``. A line the host refuses stops the run like any other refused write
+    (logging's own way is to print a traceback and go on)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            raise write_fault(exc, Path(self.baseFilename).parent) from None
+        super().handleError(record)
+
+
 def _log_to(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "run.log")
+    try:
+        handler = _RunLog(run_dir / "run.log")
+    except OSError as exc:
+        raise write_fault(exc, run_dir) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler
+
+
+def _close_log(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    try:
+        handler.close()
+    except OSError:
+        pass  # its last lines could not be written; the store holds the run's state
 
 
 def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator: Evaluator, run_dir: Path,

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from evo.errors import UserError
+from evo.compose import compose_config, hydra_errors_raised, register_resolvers, resolved_folder
+from evo.errors import EXIT_HOST, EXIT_USAGE, HostError, UserError
 from evo.rundir import RESUMABLE_KEYS, RESUMABLE_PREFIXES, may_change_on_resume, remove_unstarted
 
 USAGE = """usage: evo COMMAND ...
@@ -30,8 +29,6 @@ USAGE = """usage: evo COMMAND ...
   doctor [overrides]                check the configured LLM endpoint with one tiny request
 """
 
-EXIT_USAGE = 2
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -47,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         sys.stderr.write(f"evo: error: {exc}\n")
         return EXIT_USAGE
+    except HostError as exc:
+        sys.stderr.write(f"evo: error: {exc}\n")
+        return EXIT_HOST
     except KeyboardInterrupt:
         sys.stderr.write("evo: interrupted\n")
         return 130
@@ -55,20 +55,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---- run ---------------------------------------------------------------------------------
 def _run(overrides: list[str]) -> int:
     register_resolvers()
-    multirun = any(a in ("-m", "--multirun") for a in overrides)
-    if not multirun and not any(a.startswith("-") for a in overrides):
-        # Check the whole config before Hydra makes a run folder, so bad input leaves none.
-        from evo.settings import read_settings
+    if any(a.startswith("-") for a in overrides):  # a sweep, or Hydra's --cfg, --info ...
+        return _hydra_app(overrides, run_dir=None)
+    # One run. Its whole config is checked before Hydra makes a run folder, so that bad
+    # input leaves none; and the folder is pinned, so that a fault of the host while
+    # Hydra writes its config snapshot there leaves none either.
+    from evo.settings import read_settings
 
-        read_settings(compose_config(overrides))
-    return _hydra_app(overrides)
+    cfg = compose_config(overrides, return_hydra_config=True)
+    read_settings(cfg)
+    run_dir = resolved_folder(cfg, "hydra.run.dir", "run folder")
+    pinned = [*(a for a in overrides if not a.startswith("hydra.run.dir=")), f"hydra.run.dir='{run_dir}'"]
+    return _hydra_app(pinned, run_dir)
 
 
-def _hydra_app(overrides: list[str]) -> int:
+def _hydra_app(overrides: list[str], run_dir: Path | None) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
     from evo.app import execute
+    from evo.host import write_fault
+    from evo.store import STORE_NAME
     from evo.sweep import MULTIRUN_FLAGS, launch, plan_sweep, run_job
 
     exit_codes: list[int] = []
@@ -78,15 +85,15 @@ def _hydra_app(overrides: list[str]) -> int:
 
     @hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
     def task(cfg) -> int | None:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
         if sweep is not None:
-            return run_job(sweep, cfg, run_dir, HydraConfig.get().job.num)
+            return run_job(sweep, cfg, job_dir, HydraConfig.get().job.num)
         try:
-            exit_codes.append(execute(cfg, run_dir, fresh=True))
-        except UserError as exc:
-            remove_unstarted(run_dir)
+            exit_codes.append(execute(cfg, job_dir, fresh=True))
+        except (UserError, HostError) as exc:
+            remove_unstarted(job_dir)
             sys.stderr.write(f"evo: error: {exc}\n")
-            exit_codes.append(EXIT_USAGE)
+            exit_codes.append(EXIT_HOST if isinstance(exc, HostError) else EXIT_USAGE)
         return None
 
     saved = sys.argv
@@ -94,40 +101,21 @@ def _hydra_app(overrides: list[str]) -> int:
     try:
         if sweep is not None:
             return launch(sweep, task)
-        task()
+        if run_dir is None:  # --cfg, --info ...: Hydra's own business
+            task()
+            return max(exit_codes, default=0)
+        try:
+            with hydra_errors_raised():
+                task()
+        except OSError as exc:
+            if (run_dir / STORE_NAME).exists():
+                raise
+            # Hydra could not make the run folder or write its config snapshot there.
+            remove_unstarted(run_dir)
+            raise write_fault(exc, run_dir) from None
     finally:
         sys.argv = saved
     return max(exit_codes, default=0)
-
-
-def register_resolvers() -> None:
-    from omegaconf import OmegaConf
-
-    if not OmegaConf.has_resolver("evo_unique"):
-        # Two runs started in the same second must not share a folder.
-        token = f"{os.getpid():x}{secrets.token_hex(2)}"
-        OmegaConf.register_new_resolver("evo_unique", lambda: token)
-
-
-def compose_config(overrides: list[str], return_hydra_config: bool = False):
-    """The composed config for these overrides, with Hydra's errors as one line."""
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-
-    register_resolvers()
-    try:
-        with initialize_config_module(config_module="conf", version_base="1.3"):
-            return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
-    except MissingConfigException as exc:
-        group = (exc.missing_cfg_file or "").split("/")[0]
-        options = ", ".join(exc.options or [])
-        if group and options:
-            value = (exc.missing_cfg_file or "").split("/", 1)[-1]
-            raise UserError(f"unknown {group} {value!r}; available: {options}") from None
-        raise UserError(str(exc).splitlines()[0]) from None
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(" ".join(str(exc).split("\n")[:2]).strip()) from None
 
 
 # ---- resume ------------------------------------------------------------------------------

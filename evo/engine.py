@@ -106,7 +106,14 @@ class Engine:
                 if state is None:  # on (re)start: the state as the previous batch left it
                     state = self._rebuild(below=start)
                 plans = self._plan(state, range(start, end), batch)
-                stopped = self._run_batch(state, plans, llm_pool, eval_pool)
+                try:
+                    stopped = self._run_batch(state, plans, llm_pool, eval_pool)
+                except BaseException:
+                    # A failure (a full disk, say) ends the run: what is queued is never
+                    # started, so no request is paid for whose answer may not be kept.
+                    for pool in (llm_pool, eval_pool):
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 if stopped:
                     return stopped
 
@@ -296,7 +303,13 @@ class Engine:
             # Still queued when the stop came (the main thread may be waiting on a slow
             # answer meanwhile): its request is never sent. Nothing new after a stop.
             raise _Stopped
-        response = self.backend.complete(plan.request)
+        try:
+            response = self.backend.complete(plan.request)
+        except BaseException:
+            # The answer could not be kept (a full disk, say): the run ends, and the drafts
+            # queued behind this one send no request.
+            self.stop_requested.set()
+            raise
         if not response.ok:
             return Draft(plan, response, "", "", None, response.error)
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,13 +16,10 @@ from evo.archive import Archive, MeasureAxis
 from evo.bandit import Bandit, BanditConfig
 from evo.operators import OPERATORS
 from evo.reflection import Memory
-from evo.store import CandidateRecord
+from evo.selection import select
+from evo.settings import Settings
+from evo.store import CandidateRecord, Store
 
-if TYPE_CHECKING:
-    from evo.settings import Settings
-    from evo.store import Store
-
-SELECTION_RULES = ("uniform", "tournament", "curiosity")
 # Statuses whose code ran and failed: candidates the repair operator can work on.
 _REPAIRABLE = ("invalid", "timeout", "memory", "crashed", "forbidden", "error")
 
@@ -65,12 +61,12 @@ class SearchState:
                    reward=config.reward)
 
     @classmethod
-    def for_settings(cls, settings: "Settings") -> "SearchState":
+    def for_settings(cls, settings: Settings) -> "SearchState":
         return cls.empty(settings.axes, settings.qd_reference, settings.arms, settings.bandit,
                          settings.arm_weights)
 
     @classmethod
-    def from_store(cls, store: "Store", settings: "Settings", below: int | None = None) -> "SearchState":
+    def from_store(cls, store: Store, settings: Settings, below: int | None = None) -> "SearchState":
         """The state after the committed candidates with id < ``below`` (all by default)."""
         state = cls.for_settings(settings)
         for record in store.candidates(below=below):
@@ -152,32 +148,8 @@ class SearchState:
         return [e.cid for e in self.archive.elites()]
 
     def select(self, k: int, rng: np.random.Generator, rule: str, tournament: int) -> list[int]:
-        """k distinct elites (fewer if the archive holds fewer), by the selection rule:
-
-        - uniform: every elite alike (MAP-Elites' own rule: diversity first);
-        - tournament: the best of ``tournament`` elites drawn at random, k times;
-        - curiosity: in proportion to how often an elite's children entered the archive
-          (Laplace-smoothed, so an elite without children counts as one success in two).
-        """
-        elites = self.archive.elites()
-        if not elites:
-            return []
-        k = min(k, len(elites))
-        if rule == "uniform":
-            picks = rng.choice(len(elites), size=k, replace=False)
-            return [elites[int(i)].cid for i in picks]
-        if rule == "tournament":
-            pool = list(range(len(elites)))  # indices into elites, which are sorted best first
-            chosen: list[int] = []
-            for _ in range(k):
-                entrants = rng.choice(len(pool), size=min(tournament, len(pool)), replace=False)
-                chosen.append(pool.pop(int(min(entrants))))
-            return [elites[i].cid for i in chosen]
-        if rule == "curiosity":
-            weights = np.array([self.curiosity(e.cid) for e in elites])
-            picks = rng.choice(len(elites), size=k, replace=False, p=weights / weights.sum())
-            return [elites[int(i)].cid for i in picks]
-        raise ValueError(f"unknown selection rule {rule!r}; choose from {', '.join(SELECTION_RULES)}")
+        """k distinct elites (fewer if the archive holds fewer), by the selection rule (see evo.selection)."""
+        return select(self.archive.elites(), k, rng, rule, tournament, self.curiosity)
 
     def curiosity(self, cid: int) -> float:
         return (self.successes[cid] + 1.0) / (self.children[cid] + 2.0)

@@ -15,7 +15,7 @@ from evo.bandit import POLICY_NAMES, REWARDS, BanditConfig, arm_name
 from evo.errors import UserError
 from evo.measures import MEASURES
 from evo.operators import OPERATORS, OperatorChoice
-from evo.search_state import SELECTION_RULES
+from evo.selection import SELECTION_RULES
 from sandbox import Limits
 
 

@@ -28,10 +28,8 @@ from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from evo.errors import UserError
+from evo.errors import EXIT_HOST, EXIT_USAGE, HostError, UserError
 from evo.rundir import may_change_on_resume, remove_unstarted
-
-INTERRUPTED = (130, 143)  # the exit codes of a run stopped by SIGINT or SIGTERM
 from evo.store import STORE_NAME, Store
 
 # Our presets in conf/hydra/launcher/ carry the same names as the plugin's structured
@@ -47,6 +45,7 @@ OUTCOMES_DIR = ".evo-jobs"
 # The outcome a job records before its run: what stays if the job is killed on its way.
 KILLED = "stopped before its end (killed); launch the sweep again to resume it"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+INTERRUPTED = (130, 143)  # the exit codes of a run stopped by SIGINT or SIGTERM
 _ABSENT = object()
 
 
@@ -79,12 +78,10 @@ def plan_sweep(overrides: list[str]) -> Sweep:
     resolved once, here: the jobs would otherwise each resolve it again, and the user
     needs the one folder to launch the same sweep again.
     """
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
-    from evo.cli import compose_config
+    from evo.compose import compose_config, resolved_folder
 
     plain = [a for a in overrides if a not in MULTIRUN_FLAGS]
     try:
@@ -93,16 +90,7 @@ def plan_sweep(overrides: list[str]) -> Sweep:
         raise UserError(str(exc).splitlines()[0]) from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     cfg = compose_config(fixed, return_hydra_config=True)
-    saved = HydraConfig.instance().cfg
-    try:
-        HydraConfig.instance().set_config(cfg)  # for a ${hydra:...} in the folder's name
-        sweep_dir = Path(str(cfg.hydra.sweep.dir)).absolute()
-    except OmegaConfBaseException as exc:
-        raise UserError(f"hydra.sweep.dir cannot be resolved: {str(exc).splitlines()[0]}") from None
-    finally:
-        HydraConfig.instance().cfg = saved
-    if "'" in str(sweep_dir):
-        raise UserError(f"the sweep folder {sweep_dir} must not contain a quote")
+    sweep_dir = resolved_folder(cfg, "hydra.sweep.dir", "sweep folder")
     from evo.settings import read_settings
 
     read_settings(cfg)  # a bad value shared by every job is refused before any job starts
@@ -194,19 +182,17 @@ def flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 def run_job(sweep: Sweep, cfg: DictConfig, run_dir: Path, job_num: int) -> int:
     """The task of one job of ``sweep``: run, resume or skip it, and record what happened."""
-    from evo.cli import EXIT_USAGE
-
     try:
         action = decide(cfg, run_dir)
         # Recorded before the run: a job killed on its way still shows in the summary.
         _record(sweep, Outcome(job_num, str(run_dir), action, 130, KILLED))
         code = carry_out(action, cfg, run_dir)
         message = "already finished" if action == "skipped" else _meta(run_dir).get("stop_reason", "")
-    except UserError as exc:
+    except (UserError, HostError) as exc:
         if run_dir.is_dir():
             remove_unstarted(run_dir)
         sys.stderr.write(f"evo: error: {exc}\n")
-        action, code, message = "failed", EXIT_USAGE, str(exc)
+        action, code, message = "failed", EXIT_HOST if isinstance(exc, HostError) else EXIT_USAGE, str(exc)
     _record(sweep, Outcome(job_num, str(run_dir), action, code, message))
     if code in INTERRUPTED and os.getpid() == sweep.pid:
         # Jobs running inside the launching process (Hydra's basic launcher): a Ctrl-C
@@ -232,12 +218,12 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
     from omegaconf.errors import OmegaConfBaseException
     from submitit.core.utils import FailedSubmissionError, UncompletedJobError
 
+    from evo.compose import hydra_errors_raised
+
     sys.stderr.write(f"sweep folder: {sweep.dir}\n")
     local = sweep.launcher.endswith(".LocalLauncher")
-    saved = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        with _ctrl_c_to_the_jobs(local):
+        with hydra_errors_raised(), _ctrl_c_to_the_jobs(local):
             start()
     except KeyboardInterrupt:
         if sweep.launcher.endswith(".SlurmLauncher"):
@@ -262,11 +248,6 @@ def launch(sweep: Sweep, start: Callable[[], None]) -> int:
             return report(sweep, interrupted=True)  # a second Ctrl-C stopped the runs at once
         report(sweep)
         raise UserError(f"the launcher failed: {_last_line(exc)} (jobs' logs: {sweep.dir / '.submitit'})") from None
-    finally:
-        if saved is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = saved
     return report(sweep)
 
 
@@ -356,8 +337,6 @@ def _meta(run_dir: Path) -> dict[str, str]:
 def _changed_keys(before: DictConfig, after: DictConfig) -> list[str]:
     a, b = flat_config(before), flat_config(after)
     return sorted(k for k in a.keys() | b.keys() if a.get(k, _ABSENT) != b.get(k, _ABSENT))
-
-
 
 
 def _relative(path: str, base: Path) -> str:

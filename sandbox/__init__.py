@@ -18,17 +18,15 @@ import itertools
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from . import codec
+from . import codec, frames
 
 __all__ = ["Sandbox", "Limits", "Job", "Outcome", "SandboxError"]
 
@@ -64,7 +62,10 @@ class Outcome:
 
 
 class SandboxError(RuntimeError):
-    """The sandbox server cannot be started (or keeps dying)."""
+    """The sandbox cannot run jobs: its server cannot be started (or keeps dying), or the
+    host cannot give a job what it needs (its temporary folder is full or cannot be
+    written, no process is left). Raised by ``Sandbox()`` and by a job's ``result()``:
+    never the job's own outcome."""
 
 
 # Variables passed to the server; everything else (API keys, tokens, ...) stays behind.
@@ -89,7 +90,11 @@ class _Server:
 
     def __init__(self, owner: "Sandbox"):
         self.owner = owner
-        self.base = tempfile.mkdtemp(prefix="evo-sandbox-")
+        try:
+            self.base = tempfile.mkdtemp(prefix="evo-sandbox-")
+        except OSError as e:
+            raise SandboxError(f"its temporary folder {tempfile.gettempdir()} cannot be written ({e.strerror});"
+                               " free some space there, make it writable or set TMPDIR to another folder") from None
         os.chmod(self.base, 0o711)
         cfg = {
             "limits": asdict(owner.limits), "workers": owner.workers,
@@ -125,10 +130,10 @@ class _Server:
     def _read_loop(self) -> None:
         try:
             while True:
-                head = self._read_exact(16)
-                if head is None or head[:4] != b"SBXA":
+                head = self._read_exact(frames.HEAD_BYTES)
+                if head is None or head[:4] != frames.ANSWER:
                     break
-                blen, hlen = struct.unpack("<QI", head[4:16])
+                _, blen, hlen = frames.unpack_head(head)
                 body = self._read_exact(blen - 4)
                 if body is None:
                     break
@@ -140,7 +145,9 @@ class _Server:
                     continue
                 with self.lock:
                     fut = self.pending.pop(hdr["id"], None)
-                if fut is not None:
+                if fut is not None and hdr["status"] == frames.UNAVAILABLE:  # the host's fault, not the job's
+                    fut.set_exception(SandboxError(hdr.get("error", "")))
+                elif fut is not None:
                     fut.set_result(self._outcome(hdr, blob))
         except Exception:  # noqa: BLE001 - any protocol failure means the server is unusable
             pass
@@ -163,14 +170,14 @@ class _Server:
             return Outcome("error", None, f"malformed result: {e}", wall)
 
     def submit(self, jid: int, job: Job, fut: concurrent.futures.Future) -> bool:
-        hdr = json.dumps({"id": jid, "code": job.code, "entry": job.entry,
-                          "harness": job.harness, "call": job.call, "express": job.express}).encode()
+        hdr = {"id": jid, "code": job.code, "entry": job.entry, "harness": job.harness, "call": job.call,
+               "express": job.express}
         try:
             blob = codec.encode(job.payload)
         except codec.CodecError as e:
             fut.set_result(Outcome("error", None, f"payload cannot be transported: {e}", 0.0))
             return True
-        msg = b"SBXQ" + struct.pack("<QI", 4 + len(hdr) + len(blob), len(hdr)) + hdr + blob
+        msg = frames.pack(frames.REQUEST, hdr, blob)
         with self.lock:
             if self.dead:
                 return False

@@ -11,18 +11,17 @@ candidate may have written to that fd makes the job ``forbidden``.
 from __future__ import annotations
 
 import builtins
-import json
 import linecache
 import os
 import random
 import resource
 import signal
-import struct
 import sys
 import traceback
 from typing import Any
 
-RESULT_MAGIC = b"SBXR"
+from . import frames
+
 CANDIDATE_FILE = "<candidate>"
 ERROR_CHARS = 400
 
@@ -66,9 +65,7 @@ def offered_only(preloaded: tuple[str, ...], harness_name: str) -> _OfferedOnly:
 
 
 def frame(status: str, error: str = "", blob: bytes = b"") -> bytes:
-    hdr = json.dumps({"status": status, "error": error[-ERROR_CHARS:]}).encode()
-    body = struct.pack("<I", len(hdr)) + hdr + blob
-    return RESULT_MAGIC + struct.pack("<Q", len(body)) + body
+    return frames.pack(frames.RESULT, {"status": status, "error": error[-ERROR_CHARS:]}, blob)
 
 
 def _write_all(fd: int, data: bytes) -> None:

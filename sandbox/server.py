@@ -5,9 +5,9 @@ environment. Single-threaded: a select loop over its stdin (job requests), a SIG
 wake-up pipe and the children's result/output pipes. It never runs candidate code
 itself and never decodes what a child sends back (it only checks the framing).
 
-Protocol frames (both directions): 4-byte magic | u64 body_len | body, where
-body = u32 hdr_len | hdr json | blob. Requests use b"SBXQ" (blob = codec payload),
-answers b"SBXA" (blob = the child's codec result, forwarded as is).
+It reads ``frames.REQUEST`` frames and writes ``frames.ANSWER`` ones (``frames.py``); the
+protection layers are found at start-up (``layers.py``) and installed by each job's child
+(``child.py``).
 """
 from __future__ import annotations
 
@@ -16,23 +16,18 @@ import fcntl
 import importlib
 import json
 import os
-import resource
 import select
 import shutil
 import signal
-import struct
 import sys
 import time
 from typing import Any
 
-REQ_MAGIC, ANS_MAGIC = b"SBXQ", b"SBXA"
+from . import frames, layers
+
 MAX_RESULT_BYTES = 256 << 20
-
-
-def pack(magic: bytes, hdr: dict, blob: bytes = b"") -> bytes:
-    h = json.dumps(hdr).encode()
-    body_len = 4 + len(h) + len(blob)
-    return magic + struct.pack("<QI", body_len, len(h)) + h + blob
+# A job's temporary folder on a filesystem with less room than this is of no use to it.
+MIN_FREE_BYTES = 1 << 20
 
 
 def _nonblock(fd: int) -> None:
@@ -49,28 +44,6 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
             continue
         view = view[n:]
-
-
-def parse_child_frame(buf: bytes) -> tuple[str, str, bytes] | None:
-    """(status, error, blob) when buf is exactly one well-formed frame, else None."""
-    from .child import RESULT_MAGIC
-
-    if len(buf) < 12 or buf[:4] != RESULT_MAGIC:
-        return None
-    (body_len,) = struct.unpack("<Q", buf[4:12])
-    if len(buf) != 12 + body_len or body_len < 4:
-        return None
-    (hlen,) = struct.unpack("<I", buf[12:16])
-    if 16 + hlen > len(buf):
-        return None
-    try:
-        hdr = json.loads(buf[16 : 16 + hlen])
-        status, error = str(hdr["status"]), str(hdr["error"])
-    except Exception:
-        return None
-    if status not in ("ok", "error", "forbidden", "memory", "crashed", "timeout"):
-        return None
-    return status, error, bytes(buf[16 + hlen :])
 
 
 class Running:
@@ -115,13 +88,7 @@ class Server:
 
     # ----------------------------------------------------------------- start-up
     def setup(self) -> None:
-        from . import protect
-
-        try:
-            ns = protect.unshare_namespaces()
-            self.layer_info["namespaces"] = "on: private " + ", ".join(ns) + " namespaces (no network interfaces but a down loopback)"
-        except protect.LayerUnavailable as e:
-            self.layer_info["namespaces"] = f"off: {e}"
+        namespaces = layers.unshare_namespaces()
         import numpy  # noqa: F401  (warm import for every child)
 
         from . import child, codec  # noqa: F401
@@ -145,106 +112,17 @@ class Server:
             pass
         want = int(self.limits["memory_mb"]) << 20
         self.limits["memory_bytes"] = max(want, vm + (128 << 20))
-        self.read_roots = self._read_roots(self.cfg.get("preload", []))
-        self._probe_layers()
-
-    def _read_roots(self, modules) -> list[str]:
-        roots = set()
-        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
-            roots.add(os.path.realpath(p))
-        for p in sys.path:
-            if p and os.path.exists(p) and ("site-packages" in p or "dist-packages" in p
-                                            or p.endswith(".zip")):
-                roots.add(os.path.realpath(p))
-        for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib",
-                  "/usr/share/zoneinfo", "/dev/urandom", "/dev/zero"):
-            if os.path.exists(p):
-                roots.add(p)
-        for m in list(modules) + ["sandbox", "numpy"]:
-            roots.update(self._module_dirs(m))
-        return sorted(roots)
-
-    @staticmethod
-    def _module_dirs(name: str) -> list[str]:
-        mod = sys.modules.get(name.split(".")[0])
-        f = getattr(mod, "__file__", None)
-        if not f:
-            return []
-        d = os.path.dirname(os.path.realpath(f))
-        return [d] if os.path.basename(f) == "__init__.py" else [os.path.realpath(f)]
-
-    def _probe_layers(self) -> None:
-        """Fork a throw-away child that installs every layer and reports which held."""
-        from . import protect
-
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            rep = {}
-            try:
-                os.close(r)
-                try:
-                    abi = protect.landlock_restrict(self.read_roots, ["/dev/null"])
-                    rep["landlock"] = [True, f"on: Landlock ABI {abi}: read-only Python/library paths, write only the job's temp dir"
-                                       + ("; TCP bind/connect denied" if abi >= 4 else "")
-                                       + ("; signals and abstract sockets scoped to the job" if abi >= 6 else "")]
-                except Exception as e:  # noqa: BLE001
-                    rep["landlock"] = [False, f"off: {e}"]
-                if os.getuid() == 0 or os.geteuid() == 0 or "user" in self.layer_info.get("namespaces", ""):
-                    try:
-                        protect.drop_capabilities()
-                        rep["capabilities"] = [True, "on: all capabilities dropped (bounding, effective, permitted)"]
-                    except Exception as e:  # noqa: BLE001
-                        rep["capabilities"] = [False, f"off: {e}"]
-                else:
-                    rep["capabilities"] = [False, "n/a: not root, no capabilities to drop"]
-                try:
-                    n = protect.seccomp_filter(os.getpid())
-                    ok = True
-                    try:
-                        p2 = os.fork()
-                        if p2 == 0:
-                            os._exit(0)
-                        os.waitpid(p2, 0)
-                        ok = False
-                    except PermissionError:
-                        pass
-                    rep["seccomp"] = [ok, f"on: seccomp-BPF, {n} rules: no fork/exec/sockets/ptrace/mount/namespaces, no raising rlimits, no signals to other pids"
-                                      if ok else "off: filter installed but fork still worked"]
-                except Exception as e:  # noqa: BLE001
-                    rep["seccomp"] = [False, f"off: {e}"]
-                os.write(w, json.dumps(rep).encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        data = b""
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
-        os.close(r)
-        os.waitpid(pid, 0)
-        rep = json.loads(data or b"{}")
-        for k in ("landlock", "capabilities", "seccomp"):
-            ok, text = rep.get(k, [False, "off: probe failed"])
-            self.layers[k] = bool(ok)
-            self.layer_info[k] = text
-        self.layers["audit"] = True
-        self.layer_info["audit"] = "on: Python audit hook (second layer): blocks fork/exec/subprocess/socket/ctypes/rlimit changes, file access outside allowed paths, sqlite outside the temp dir"
-        is_root = os.geteuid() == 0
-        self.layer_info["rlimits"] = ("on: RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0 (hard=soft)"
-                                      + ("" if self.layers["seccomp"] or is_root else ", RLIMIT_NPROC"))
-        if not self.layers["seccomp"] and not is_root:
-            self.limits["nproc"] = 64
-        self.layer_info["process"] = "on: own session/process group killed with SIGKILL, PDEATHSIG, no stdin, capped output, wall-clock timeout"
-        self.layer_info["environment"] = "on: minimal allow-listed environment (server started without the caller's variables), private temp dir removed afterwards"
+        self.read_roots = layers.read_roots(self.cfg.get("preload", []))
+        found = layers.probe(self.read_roots, namespaces)
+        self.layers, self.layer_info = found.held, found.info
+        if found.nproc is not None:
+            self.limits["nproc"] = found.nproc
 
     # ----------------------------------------------------------------- main loop
     def serve(self) -> None:
         ready = {"type": "ready", "layers": self.layer_info, "preload_errors": self.preload_errors,
                  "pid": os.getpid()}
-        _write_all(self.out_fd, pack(ANS_MAGIC, ready))
+        _write_all(self.out_fd, frames.pack(frames.ANSWER, ready))
         while not (self.eof and not self.running):
             if self.eof:
                 self.queue.clear()
@@ -286,21 +164,21 @@ class Server:
                 self.eof = True
                 break
             self.inbuf += chunk
-        while len(self.inbuf) >= 12:
-            (blen,) = struct.unpack("<Q", self.inbuf[4:12])
-            if self.inbuf[:4] != REQ_MAGIC:
+        while len(self.inbuf) >= frames.HEAD_BYTES:
+            magic, blen, hlen = frames.unpack_head(bytes(self.inbuf[: frames.HEAD_BYTES]))
+            if magic != frames.REQUEST:
                 raise SystemExit("sandbox server: protocol error")
-            if len(self.inbuf) < 12 + blen:
+            end = 12 + blen
+            if len(self.inbuf) < end:
                 break
-            body = bytes(self.inbuf[12 : 12 + blen])
-            del self.inbuf[: 12 + blen]
-            (hlen,) = struct.unpack("<I", body[:4])
-            hdr = json.loads(body[4 : 4 + hlen])
-            self.queue.append((hdr, body[4 + hlen :]))
+            hdr = json.loads(bytes(self.inbuf[frames.HEAD_BYTES : frames.HEAD_BYTES + hlen]))
+            blob = bytes(self.inbuf[frames.HEAD_BYTES + hlen : end])
+            del self.inbuf[:end]
+            self.queue.append((hdr, blob))
 
     def _answer(self, jid, status, error="", wall=0.0, blob=b"") -> None:
-        _write_all(self.out_fd, pack(ANS_MAGIC, {"id": jid, "status": status, "error": error,
-                                                  "wall_s": wall}, blob))
+        _write_all(self.out_fd, frames.pack(frames.ANSWER, {"id": jid, "status": status, "error": error,
+                                                            "wall_s": wall}, blob))
 
     def _start_queued(self) -> None:
         while not self.eof:
@@ -309,9 +187,29 @@ class Server:
                 return
             hdr, blob = self.queue.pop(index)
             try:
+                self._check_room()
                 self._fork_job(hdr, blob)
+            except OSError as e:
+                self._answer(hdr["id"], frames.UNAVAILABLE, self._host_fault(e))
             except Exception as e:  # noqa: BLE001
                 self._answer(hdr["id"], "error", f"sandbox could not start the job: {type(e).__name__}: {e}"[:400])
+
+    def _check_room(self) -> None:
+        """Refuse to start a job whose temporary folder would be on a full filesystem."""
+        st = os.statvfs(self.base)
+        if st.f_files and not st.f_favail:
+            raise OSError(errno.ENOSPC, "no inode left")
+        if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+            raise OSError(errno.ENOSPC, f"{st.f_bavail * st.f_frsize} bytes free")
+
+    def _host_fault(self, e: OSError) -> str:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return (f"its temporary folder {self.base} is full ({e.strerror}); free some space there"
+                    " or set TMPDIR to another folder")
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT):
+            return (f"its temporary folder {self.base} cannot be written ({e.strerror}); make it writable"
+                    " or set TMPDIR to another folder")
+        return f"a job cannot be started: {e.strerror}"
 
     def _next_startable(self) -> int | None:
         """Queue index of the job to start now, if any. Express jobs (short ones: a probe, a
@@ -337,7 +235,7 @@ class Server:
             return
         if name not in self.harness_cache:
             self.harness_cache[name] = harness
-            for d in self._module_dirs(name):
+            for d in layers.module_dirs(name):
                 if d not in self.read_roots:
                     self.read_roots.append(d)
         if not callable(getattr(harness, hdr["call"], None)):
@@ -453,7 +351,7 @@ class Server:
         sig = os.WTERMSIG(r.wstatus) if os.WIFSIGNALED(r.wstatus) else 0
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= int(-(-r.cpu_limit // 1))):
             return "timeout", f"CPU-time limit of {lim['cpu_time_s']} s exceeded", b""
-        parsed = parse_child_frame(bytes(r.result))
+        parsed = frames.parse_result(bytes(r.result))
         if parsed is not None and not sig:
             return parsed
         if r.result and parsed is None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from evo.cli import main
-from evo.commands.compare import RunResult, _curve, _ticks, compare, plot_svg, stats, table_rows
+from evo.commands.compare import RunResult, _curve, compare, stats, table_rows
+from evo.commands.compare_html import _ticks, plot_svg
 
 
 def result(name: str, seed: int, best: float | None, policy: str = "ucb1", workers: int = 2,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evo.cli import compose_config
+from evo.compose import compose_config
 from evo.evaluation import Evaluator, Probe
 from evo.hashing import syntactic_hash
 from evo.settings import read_settings

@@ -11,7 +11,8 @@ import ast
 import numpy as np
 import pytest
 
-from evo.hashing import decision_hash, normalise, syntactic_hash
+from evo.hashing import decision_hash, syntactic_hash
+from evo.normalise import normalise
 
 ENTRY = "priority"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from evo.cli import compose_config
+from evo.compose import compose_config
 from evo.doctor import doctor
 from evo.llm.litellm_backend import KEYS, LiteLLMBackend
 from evo.llm.replay import KEYS as REPLAY_KEYS

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def outcome(run_dir: Path) -> Outcome:
         digest = SearchState.from_store(store, read_settings(snapshot_config(run_dir))).digest()
     finally:
         store.close()
-    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
         rows = [tuple((k, r[k]) for k in r.keys() if k not in TIMING)
                 for r in db.execute("SELECT * FROM candidates ORDER BY id")]
@@ -60,7 +61,7 @@ def committed(run_dir: Path) -> int:
     if not path.exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
             return db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
     except sqlite3.OperationalError:  # the store is being created: no table yet
         return 0
@@ -73,7 +74,7 @@ def evo_traceback(text: str) -> bool:
 
 
 def meta_state(run_dir: Path) -> tuple[str, str]:
-    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)) as db:
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('state', 'stop_reason')"))
     return meta.get("state", ""), meta.get("stop_reason", "")
 
@@ -82,11 +83,11 @@ class Background:
     """`evo ARGS` in the background, its output in files (the sandbox server inherits
     stderr and may outlive a killed evo for a moment: a pipe would block the reader)."""
 
-    def __init__(self, folder: Path, name: str, *args: str):
+    def __init__(self, folder: Path, name: str, *args: str, env: dict[str, str] | None = None):
         self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.process = subprocess.Popen([*EVO, *args], stdout=out, stderr=err, env=evo_env(), cwd=REPO,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen([*EVO, *args], stdout=out, stderr=err, env={**evo_env(), **(env or {})},
+                                            cwd=REPO, stdin=subprocess.DEVNULL)
 
     def wait(self, timeout: float = 180) -> int:
         return self.process.wait(timeout)

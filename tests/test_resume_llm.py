@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def llm_args(server: ScriptedServer) -> list[str]:
 
 
 def cached_answers(run_dir: Path) -> int:
-    with sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)) as db:
         return db.execute("SELECT COUNT(*) FROM llm_cache WHERE error = ''").fetchone()[0]
 
 
@@ -121,7 +122,7 @@ def test_a_stop_right_after_a_collision_resumes_into_the_same_candidates(tmp_pat
     3 must be compared with 1 again, the first of its kind - after a stop between the
     commits of 2 and 3 as much as without one."""
     from evo.app import execute, resume
-    from evo.cli import compose_config
+    from evo.compose import compose_config
     from tests.fixtures.toy_problem import Toy
 
     row_sum = repr(float(Toy().train_set().instances[0].sum()))

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from evo.app import snapshot_config
-from evo.cli import compose_config
+from evo.compose import compose_config
 from evo.operators import OPERATORS
 from evo.reflection import compare
 from evo.search_state import SearchState

@@ -202,7 +202,7 @@ def test_creation_is_one_transaction(tmp_path):
 def test_a_stored_config_from_another_evo_version_is_one_line(tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from evo.cli import compose_config
+    from evo.compose import compose_config
     from tests.conftest import TOY
 
     cfg = OmegaConf.to_container(compose_config(TOY), resolve=True)

@@ -132,7 +132,7 @@ def test_a_sweep_launched_again_with_a_larger_budget_extends_its_runs(sweep, tmp
 
 
 def test_a_run_its_llm_provider_stopped_is_resumed_not_skipped(tmp_path):
-    from evo.cli import compose_config
+    from evo.compose import compose_config
     from evo.sweep import decide
 
     run_dir = tmp_path / "run"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evo.commands.common import BASELINE_ID, Run, baseline_key, finite
-from evo.errors import UserError
+from evo.errors import HostError, UserError
 from evo.store import CandidateRecord, Store, writer_active, writer_lock
 from problems.base import Dataset, Problem
 
@@ -96,20 +96,23 @@ def _cell(cache: dict[str, tuple[float | None, str]], key: str, computed: set[st
 def _evaluate(run: Run, problem: Problem, jobs: list[Job]) -> list[tuple[float | None, str]]:
     """Score the jobs in the sandbox, as many at once as the run had workers."""
     from evo.evaluation import Evaluator
-    from sandbox import Sandbox
+    from sandbox import Sandbox, SandboxError
 
     settings = run.settings
     if sys.stderr.isatty():
         sys.stderr.write(f"evaluating {len(jobs)} test-set scores in the sandbox (skip with --no-test)...\n")
-    with Sandbox(settings.test_limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
-        evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
+    try:
+        with Sandbox(settings.test_limits, settings.workers, preload=("numpy", problem.harness)) as sandbox:
+            evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
 
-        def one(job: Job) -> tuple[float | None, str]:
-            result = evaluator.evaluate(job.code, job.dataset)
-            return (result.verdict.score, "") if result.ok else (None, f"{result.status}: {result.error}")
+            def one(job: Job) -> tuple[float | None, str]:
+                result = evaluator.evaluate(job.code, job.dataset)
+                return (result.verdict.score, "") if result.ok else (None, f"{result.status}: {result.error}")
 
-        with ThreadPoolExecutor(settings.workers) as pool:
-            return list(pool.map(one, jobs))
+            with ThreadPoolExecutor(settings.workers) as pool:
+                return list(pool.map(one, jobs))
+    except SandboxError as exc:  # the host's fault (a full temporary folder, say), not the heuristic's
+        raise HostError(f"the sandbox cannot run jobs: {exc} (or skip the test sets with --no-test)") from None
 
 
 def _save(run: Run, jobs: list[Job], results: list[tuple[float | None, str]]) -> str:
@@ -127,7 +130,7 @@ def _save(run: Run, jobs: list[Job], results: list[tuple[float | None, str]]) ->
                     store.save_test_score(job.cid, job.key, score, error)
             finally:
                 store.close()
-    except UserError as exc:
+    except (UserError, HostError) as exc:
         return f"scores not cached: {exc}"
     except (sqlite3.Error, OSError) as exc:
         return f"scores not cached: {exc}"

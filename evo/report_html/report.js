@@ -95,7 +95,9 @@
     const shade = (s) => (s === null ? "#999" : colorAt(rank.get(s)));
     const size = Math.max(14, Math.min(40, Math.floor(520 / Math.max(nx, ny))));
     const left = 64, top = 10, bottom = 46;
-    const width = left + nx * size + 16, height = top + ny * size + bottom + 34;
+    // The colour legend under the grid is wide enough for its three labels, even under a narrow grid.
+    const gw = Math.max(240, Math.min(nx * size - 60, 300));
+    const width = left + Math.max(nx * size, gw + 60) + 16, height = top + ny * size + bottom + 34;
     const root = svg("svg", {viewBox: "0 0 " + width + " " + height, role: "img"});
     const bestId = data.summary.best ? data.summary.best.id : null;
     for (let i = 0; i < nx; i++) {
@@ -129,8 +131,8 @@
       root.append(svg("text", {x: 14, y: top + ny * size / 2, "text-anchor": "middle", style: "font-weight:600",
         transform: "rotate(-90 14 " + (top + ny * size / 2) + ")", text: axes[1].name}));
     }
-    // The colour legend: log scale from the best elite's score to the worst's.
-    const gy = top + ny * size + 58, gw = Math.min(nx * size - 60, 300);
+    // The colour legend: by rank, from the best elite's score to the worst's.
+    const gy = top + ny * size + 58;
     const defs = svg("defs");
     const grad = svg("linearGradient", {id: "evo-scale"});
     for (let k = 0; k <= 10; k++) grad.append(svg("stop", {offset: (k * 10) + "%", "stop-color": colorAt(k / 10)}));

@@ -1,4 +1,4 @@
-"""Trusted harness for bench/bench_sandbox.py (bench only): FunSearch-style online bin packing.
+"""Trusted harness for bench_sandbox.py beside it: FunSearch-style online bin packing.
 
 n_items bins of capacity C are allocated up front; each item goes to the feasible bin
 with the highest ``priority(item, remaining_capacities_of_feasible_bins)``.
