@@ -23,7 +23,7 @@ from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
 from evo.llm.retry import is_provider_failure
 from evo.measures import MEASURES
-from evo.operators import OPERATORS, Operator, Parent, render, render_reflection
+from evo.operators import ANSWER_STOP, OPERATORS, Operator, Parent, render, render_reflection
 from evo.parse import ParseError, parse_answer
 from evo.progress import Progress
 from evo.reflection import compare
@@ -234,7 +234,7 @@ class Engine:
         # An operator without parents still gives the offline model a skeleton to fill.
         codes = tuple(p.code for p in parents) or (self.problem.seed_code,)
         return Request(messages=messages, operator=operator.name, parents=codes, sample=cid,
-                       hints=reflection.hints)
+                       hints=reflection.hints, stop=ANSWER_STOP)
 
     # ---- one batch ------------------------------------------------------------------
     def _run_batch(self, state: SearchState, plans: list[Plan], llm_pool: ThreadPoolExecutor,

@@ -52,7 +52,20 @@ def parse_answer(text: str, entry: str, n_args: int) -> Parsed:
         raise ParseError("empty answer")
     code, prose = _extract_code(text, entry)
     tree = _check_entry(code, entry, n_args)
-    return Parsed(thought=_extract_thought(prose, _docstring(tree, entry)), code=_tidy(code, tree, entry))
+    thought = _extract_thought(prose, _docstring(tree, entry))
+    return Parsed(thought=thought, code=_with_numpy_import(_tidy(code, tree, entry)))
+
+
+def _with_numpy_import(code: str) -> str:
+    """The code with ``import numpy as np`` first if it uses ``np`` without binding it.
+    The import is what the signature's ``np.ndarray`` presumes, and small models leave it
+    out; without it the candidate could only fail with a NameError."""
+    tree = ast.parse(code)
+    imported = {(a.asname or a.name) for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    if "np" in _free_names(tree) and "np" not in imported | _bound_names(tree.body):
+        return "import numpy as np\n\n" + code
+    return code
 
 
 # --- thinking ---------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_a_real_model_runs_end_to_end_and_its_replay_sends_nothing(tmp_path):
     assert not (replay_dir / "llm-server.log").exists()
     columns = "id, operator, code, status, score, completion_tokens"
     again = sqlite3.connect(replay_dir / "run.sqlite").execute(f"SELECT {columns} FROM candidates ORDER BY id")
-    assert again.fetchall() == db.execute(f"SELECT {columns} FROM candidates ORDER BY id").fetchall()
+    assert again.fetchall() == [tuple(r) for r in db.execute(f"SELECT {columns} FROM candidates ORDER BY id")]
 
 
 def test_sigkill_of_evo_leaves_no_server(tmp_path):

@@ -247,3 +247,44 @@ def test_pathological_megabytes_stay_linear(text):
 
 def test_inline_backticks_before_the_block():
     assert parse("Use ```np.argmax``` style. ```python\n" + SIMPLE + "```").code == SIMPLE
+
+
+def test_a_missing_numpy_import_is_added():
+    p = parse_answer("```python\ndef priority(item, bins):\n    return -np.abs(bins - item)\n```", "priority", 2)
+    assert p.code == "import numpy as np\n\ndef priority(item, bins):\n    return -np.abs(bins - item)\n"
+
+
+def test_numpy_bound_otherwise_is_left_alone():
+    for code in ("import numpy as np\ndef priority(item, bins):\n    return -np.abs(bins)\n",
+                 "def priority(item, bins):\n    import numpy as np\n    return -np.abs(bins)\n",
+                 "def priority(item, bins):\n    return -bins\n"):
+        assert parse_answer(f"```python\n{code}```", "priority", 2).code == code
+
+
+def test_the_thought_is_the_docstring_when_the_prose_has_none():
+    answer = '```python\nimport numpy as np\n\ndef priority(item, bins):\n    """Prefer tight fits. Then more."""\n    return -bins\n```'
+    assert parse_answer(answer, "priority", 2).thought == "Prefer tight fits."
+
+
+def test_a_copied_placeholder_docstring_is_no_thought():
+    answer = '```python\ndef priority(item, bins):\n    """<your idea in one sentence>"""\n    return -bins\n```'
+    assert parse_answer(answer, "priority", 2).thought == ""
+
+
+def test_an_idea_line_and_braces_come_before_the_docstring():
+    code = 'def priority(item, bins):\n    """Doc."""\n    return -bins\n'
+    assert parse_answer(f"Idea: Use tight fits.\n```python\n{code}```", "priority", 2).thought == "Use tight fits."
+    assert parse_answer(f"{{Use tight fits}}\n```python\n{code}```", "priority", 2).thought == "Use tight fits"
+
+
+def test_a_thought_is_one_sentence():
+    answer = "{Prefer tight fits. The goal is to use as few bins as possible.}\n```python\ndef priority(item, bins):\n    return -bins\n```"
+    assert parse_answer(answer, "priority", 2).thought == "Prefer tight fits."
+
+
+def test_prose_inside_the_fence_around_a_valid_function_is_dropped():
+    answer = ("```python\n{like this}\n\nimport numpy as np\n\ndef priority(item, bins):\n    return -(bins - item)\n"
+              "\n# Example usage:\nbins = np.array([1.0])\n```")
+    p = parse_answer(answer, "priority", 2)
+    assert p.code.startswith("import numpy as np\n\ndef priority(item, bins):\n    return -(bins - item)")
+    assert "{like this}" not in p.code
