@@ -26,7 +26,7 @@ from evo.llm.retry import backoff_s, kind_of_status, may_retry, retry_after_s
 
 log = logging.getLogger("evo.llm")
 
-KEYS = frozenset({"backend", "model", "base_url", "api_key_env", "temperature", "max_tokens",
+KEYS = frozenset({"backend", "model", "base_url", "api_key_env", "temperature", "top_p", "max_tokens",
                   "timeout_s", "max_retries", "retry_backoff_s", "cost_per_token", "concurrency"})
 DUMMY_KEY = "not-needed"  # local servers that check no key still want the header
 _KEYISH = re.compile(r"\b(sk|key|pk|rk)-[A-Za-z0-9_\-*]{6,}")
@@ -84,6 +84,7 @@ class LiteLLMBackend:
         self.base_url = c.get("base_url") or None
         self.api_key_env = c.get("api_key_env") or None
         self.temperature = float(c.get("temperature", 1.0))
+        self.top_p = None if c.get("top_p") is None else float(c["top_p"])
         self.max_tokens = int(c.get("max_tokens", 2048))
         self.timeout_s = float(c.get("timeout_s", 120.0))
         self.max_retries = int(c.get("max_retries", 5))
@@ -102,7 +103,8 @@ class LiteLLMBackend:
     @property
     def params(self) -> dict:
         """The sampling parameters that change an answer (part of the cache key)."""
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        params = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return params if self.top_p is None else {**params, "top_p": self.top_p}
 
     def __repr__(self) -> str:
         return f"LiteLLMBackend(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -127,6 +129,8 @@ class LiteLLMBackend:
             "max_retries": 0,
             "drop_params": True,  # e.g. reasoning models that refuse a temperature
         }
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
         if request.stop:
             kwargs["stop"] = list(request.stop)
         if self.base_url:

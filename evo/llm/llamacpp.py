@@ -31,7 +31,7 @@ from evo.llm.local_models import resolve_gguf
 
 log = logging.getLogger("evo.llm")
 
-KEYS = frozenset({"backend", "model", "threads", "context_tokens", "startup_timeout_s", "temperature",
+KEYS = frozenset({"backend", "model", "threads", "context_tokens", "startup_timeout_s", "temperature", "top_p",
                   "max_tokens", "timeout_s", "max_retries", "retry_backoff_s", "concurrency"})
 LOG_NAME = "llm-server.log"
 
@@ -154,7 +154,7 @@ class LlamaCppBackend:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         spec = ServerSpec(gguf, alias, threads, int(c.get("context_tokens", 4096)))
         self.server = ManagedServer(spec, Path(log_dir) / LOG_NAME, float(c.get("startup_timeout_s", 120)))
-        client_cfg = {k: c[k] for k in ("temperature", "max_tokens", "timeout_s", "max_retries", "retry_backoff_s",
+        client_cfg = {k: c[k] for k in ("temperature", "top_p", "max_tokens", "timeout_s", "max_retries", "retry_backoff_s",
                                         "concurrency") if k in c}
         try:
             self.client = LiteLLMBackend({**client_cfg, "backend": "litellm", "model": f"openai/{alias}",
