@@ -36,13 +36,10 @@ class Archive:
         # not a command that merely checks its config.
         from ribs.archives import GridArchive
 
-        # An elite adds (qd_reference - score) to the QD score: the reference is the score
-        # at which a heuristic is worth nothing, fixed per problem so QD scores compare.
         self._grid = GridArchive(
             solution_dim=1,
             dims=[a.bins for a in axes],
             ranges=[(a.low, a.high) for a in axes],
-            qd_score_offset=-qd_reference,
             extra_fields={"cid": ((), np.int64)},
         )
         self._cells = int(np.prod([a.bins for a in axes]))
@@ -80,7 +77,16 @@ class Archive:
 
     @property
     def qd_score(self) -> float:
-        return float(self._grid.stats.qd_score) if len(self._grid) else 0.0
+        """The sum over elites of what each is worth: ``qd_reference - score``, and nothing
+        (not a negative amount) for an elite worse than the reference. The reference is the
+        score at which a heuristic is worth nothing, fixed per problem so QD scores compare.
+        Clipped, the QD score never decreases: a new cell adds a worth >= 0, and an elite is
+        only ever replaced by a better one. (pyribs' own offset does not clip: an elite worse
+        than the reference subtracted, so filling a cell could lower the QD score.)"""
+        if not len(self._grid):
+            return 0.0
+        scores = -self._grid.data("objective")
+        return float(np.maximum(self.qd_reference - scores, 0.0).sum())
 
     def cell_coordinates(self, cell: int) -> tuple[int, ...]:
         return tuple(int(i) for i in np.unravel_index(cell, [a.bins for a in self.axes]))

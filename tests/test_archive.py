@@ -31,6 +31,32 @@ def test_statuses_cells_and_scores_lower_is_better():
     assert archive.qd_score == pytest.approx((10 - 4) + (10 - 7))
 
 
+def test_an_elite_worse_than_the_reference_adds_nothing_and_takes_nothing():
+    archive = Archive(AXES, qd_reference=10.0)
+    archive.add(1, 4.0, (5.0, 0.1))
+    archive.add(2, 25.0, (35.0, 0.9))  # a new cell, worse than the reference
+    assert archive.qd_score == pytest.approx(6.0)
+    archive.add(3, 12.0, (35.0, 0.9))  # better, still worse than the reference
+    assert archive.qd_score == pytest.approx(6.0)
+    archive.add(4, 7.0, (35.0, 0.9))  # now worth something
+    assert archive.qd_score == pytest.approx(6.0 + 3.0)
+
+
+def test_the_qd_score_never_decreases_whatever_the_scores():
+    rng = np.random.default_rng(5)
+    archive = Archive(AXES, qd_reference=1.0)
+    last = 0.0
+    for cid in range(60):
+        good = rng.random() < 0.2
+        score = float(rng.random() * 0.5 if good else 1.0 + rng.random() * 100.0)
+        archive.add(cid, score, (float(rng.random() * 40), float(rng.random())))
+        assert archive.qd_score >= last
+        last = archive.qd_score
+    elites = archive.elites()
+    assert any(e.score > 1.0 for e in elites) and any(e.score < 1.0 for e in elites)
+    assert last == pytest.approx(sum(max(0.0, 1.0 - e.score) for e in elites))
+
+
 def test_cells_are_fixed_and_outside_values_fall_into_edge_cells():
     archive = Archive(AXES, qd_reference=10.0)
     _, low = archive.add(1, 1.0, (-50.0, -3.0))
@@ -123,5 +149,27 @@ def test_qd_gain_rewards_the_gain_as_a_share_of_a_perfect_elite():
     assert state.tell(record(1, 4.0, (5.0, 0.1))).reward == pytest.approx(0.2)  # better elite: (6 - 4) / 10
     assert state.tell(record(2, 3.0, (35.0, 0.9))).reward == pytest.approx(0.7)  # new cell: (10 - 3) / 10
     assert state.tell(record(3, 9.0, (5.0, 0.1))).reward == 0.0  # worse: no gain
-    assert state.tell(record(4, 25.0, (20.0, 0.5))).reward == 0.0  # a new cell below the reference loses QD
+    assert state.tell(record(4, 25.0, (20.0, 0.5))).reward == 0.0  # a new cell worse than the reference: no gain
     assert state.bandit.stats["m1"].reward_sum == pytest.approx(0.9)
+
+
+def test_a_run_whose_elites_are_worse_than_the_reference_never_lowers_its_qd_score(tmp_path):
+    """The toy run's seed scores 0.43 and its best about 0.02: with the reference at 0.1,
+    cells fill with elites on both sides of it. Unclipped (pyribs' offset), the QD score
+    would have gone down whenever a new cell took a worse-than-reference elite."""
+    run_dir = tmp_path / "run"
+    run_evo("run", *TOY, "seed=3", "budget.evaluations=40", "problem.qd_reference=0.1",
+            f"hydra.run.dir={run_dir}", check=True)
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        rows = db.execute("SELECT score, cell, archive_status, qd_score FROM candidates ORDER BY id").fetchall()
+    elites: dict[int, float] = {}
+    unclipped = []
+    for score, cell, archive_status, qd_score in rows:
+        if archive_status > 0:
+            elites[cell] = score
+        assert qd_score == pytest.approx(sum(max(0.0, 0.1 - s) for s in elites.values()))
+        unclipped.append(sum(0.1 - s for s in elites.values()))
+    scores = [r[3] for r in rows]
+    assert scores == sorted(scores) and scores[-1] > 0
+    assert any(s > 0.1 for s in elites.values()) and any(s < 0.1 for s in elites.values())
+    assert any(b < a for a, b in zip(unclipped, unclipped[1:]))  # the case the clip is for did happen
