@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from problems.tsp.problem import (ALIASES, REFERENCE, _RANDOM, coords_digest,  # noqa: E402
-                                  euclidean_matrix, random_coords, tour_length)
+from problems.tsp.sets import (ALIASES, REFERENCE, _RANDOM, coords_digest,  # noqa: E402
+                               euclidean_matrix, random_coords, tour_length)
 
 SCALE = 1e6
 

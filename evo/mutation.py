@@ -53,7 +53,9 @@ class Mutator:
     # ---- the edits -----------------------------------------------------------------
     def perturb_constant(self, code: str) -> Edit:
         tree, sites = self._sites(code)
-        constants = [n for site in sites for n in ast.walk(site) if _is_number(n)]
+        # The parameters are the constants the other edits can reach too: not an index in a
+        # subscript nor a keyword such as `axis=1` (as `1.1` it breaks the code, not tunes it).
+        constants = [n for site in sites for n in _walk_atoms(site) if _is_number(n)]
         if not constants:
             # No parameter yet: give one to a part of the score. Never to a whole score:
             # a positive factor there changes no argmax, so the child would be a repeat.
@@ -251,7 +253,9 @@ EDITS = ("perturb_constant", "swap_operator", "replace_subexpression", "wrap", "
 
 
 def _walk_atoms(node: ast.AST):
-    """ast.walk that does not descend into subscripts or the callee of a call."""
+    """ast.walk that does not descend into subscripts, the callee of a call or its keyword
+    arguments: ``x[i]``, ``a.mean(axis=1)`` and ``(a + b).min(axis=1)`` are atoms, which
+    edits replace whole but never pick apart (their parts may have another shape)."""
     yield node
     if isinstance(node, (ast.Subscript, ast.Constant, ast.Name, ast.Attribute)):
         return

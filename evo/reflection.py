@@ -157,14 +157,25 @@ def _terms(code: str) -> dict[str, str]:
     except SyntaxError:
         return {}
     found = {}
-    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # `np.log` alone is no term
+    # Neither a callee nor a part of one (`np.log`; the matrix in `matrix[rows].max(axis=1)`)
+    # nor a part of a subscript is a term: `distance_matrix[current_node][unvisited_nodes]`
+    # is an ingredient, its part `distance_matrix[current_node]` (another shape) is not.
+    skip = {id(n) for s in ast.walk(tree) for part in _atom_parts(s) for n in ast.walk(part)}
     for node in ast.walk(tree):
-        if not isinstance(node, ast.expr) or isinstance(node, ast.Constant) or id(node) in callees:
+        if not isinstance(node, ast.expr) or isinstance(node, ast.Constant) or id(node) in skip:
             continue
         size = sum(1 for n in ast.walk(node) if isinstance(n, ast.expr))
         if _MIN_NODES <= size <= _MAX_NODES and not _constant_only(node):
             found.setdefault(_abstract(node), ast.unparse(node))
     return found
+
+
+def _atom_parts(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.Call):
+        return [node.func]
+    if isinstance(node, ast.Subscript):
+        return [node.value, node.slice]
+    return []
 
 
 class _Numbers(ast.NodeTransformer):

@@ -8,10 +8,18 @@ import pytest
 
 from problems.base import Dataset, Infeasible
 from problems.tsp import TSP, harness, load_set, tour_length
-from problems.tsp.problem import (NEAREST_NEIGHBOUR, REFERENCE, TSPLIB, Instance, coords_digest,
-                                  euclidean_matrix, random_coords, read_opt_tour, _exec_entry)
+from problems.tsp.problem import NEAREST_NEIGHBOUR
+from problems.tsp.sets import REFERENCE, TSPLIB, Instance, coords_digest, euclidean_matrix, random_coords
+from problems.tsp.tsplib import read_tour
 
-nearest = _exec_entry(NEAREST_NEIGHBOUR, "select_next_node")
+
+def _entry(source: str, name: str):
+    namespace: dict = {}
+    exec(compile(source, f"<{name}>", "exec"), namespace)  # our own baseline's source
+    return namespace[name]
+
+
+nearest = _entry(NEAREST_NEIGHBOUR, "select_next_node")
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +30,8 @@ def problem() -> TSP:
 @pytest.mark.parametrize("name, optimum", [("eil51", 426), ("berlin52", 7542), ("st70", 675), ("kroA100", 21282)])
 def test_opt_tours_measure_their_optimum(name, optimum):
     inst = next(i for i in load_set("tsplib").instances if i.name == name)
-    tour = read_opt_tour(TSPLIB / f"{name}.opt.tour")
-    assert sorted(tour.tolist()) == list(range(len(inst.coords)))
+    tour = read_tour(TSPLIB / f"{name}.opt.tour", len(inst.matrix))
+    assert sorted(tour.tolist()) == list(range(len(inst.matrix)))
     assert tour_length(inst.matrix, tour) == optimum == inst.reference
 
 
@@ -35,10 +43,10 @@ def test_defaults_and_kwargs():
     assert set(p.test_sets()) == {"tsp20", "tsp50", "tsp100", "tsp200", "tsplib"}
     assert len(load_set("tsplib").instances) == 25
     assert p.seed_code == p.baselines["nearest_neighbour"] and p.score_name == "gap %"
-    q = TSP(train="random-2x30-seed9", tests=["tsp20"], probe_size=40)
+    q = TSP(train="random-2x30-seed9", tests=["tsp20"])
     assert q.train_set().reference is None  # no shipped reference: the score falls back to length
-    assert len(q.probe_states()["states"]) == 40
-    with pytest.raises(ValueError, match="unknown TSP set"):
+    assert len(q.probe_states(40)["states"]) == 40
+    with pytest.raises(ValueError, match="'tsp30' is neither a bundled TSP set"):
         TSP(tests=["tsp30"])
 
 
@@ -69,7 +77,7 @@ def test_reference_tours_are_consistent():
         assert "elkai" in entry["solver"]
         ds = load_set(alias)
         for inst, tour, length in zip(ds.instances, entry["tours"], entry["lengths"]):
-            assert tour[0] == tour[-1] == 0 and sorted(tour[:-1]) == list(range(len(inst.coords)))
+            assert tour[0] == tour[-1] == 0 and sorted(tour[:-1]) == list(range(len(inst.matrix)))
             assert tour_length(inst.matrix, tour) == pytest.approx(length, rel=1e-12)
             assert inst.reference == length
         assert ds.reference == pytest.approx(entry["mean_length"])
@@ -78,7 +86,8 @@ def test_reference_tours_are_consistent():
 def test_generator_is_seeded():
     assert np.array_equal(random_coords(3, 10, 5), random_coords(3, 10, 5))
     assert not np.array_equal(random_coords(3, 10, 5), random_coords(3, 10, 6))
-    assert np.array_equal(load_set("random-3x10-seed5").instances[1].coords, random_coords(3, 10, 5)[1])
+    assert np.array_equal(load_set("random-3x10-seed5").instances[1].matrix,
+                          euclidean_matrix(random_coords(3, 10, 5)[1]))
 
 
 # ---- the harness -----------------------------------------------------------------------
@@ -116,7 +125,7 @@ def test_tour_is_what_the_heuristic_chose():
 
 # ---- verification ----------------------------------------------------------------------
 SQUARE = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float)
-TINY = Dataset("tiny", (Instance("sq", SQUARE, euclidean_matrix(SQUARE), 4.0),), reference=4.0)
+TINY = Dataset("tiny", (Instance("sq", euclidean_matrix(SQUARE), euclidean_matrix(SQUARE), 4.0),), reference=4.0)
 
 
 @pytest.mark.parametrize("tour, message", [
@@ -232,7 +241,7 @@ def tie_heavy_set(seed):
         matrix = rng.integers(0, 3, (n, n)).astype(float)
         if i % 2:
             matrix = np.minimum(matrix, matrix.T)
-        instances.append(Instance(f"ties/{i}", np.zeros((n, 2)), matrix, None))
+        instances.append(Instance(f"ties/{i}", matrix, matrix, None))
     return Dataset("ties", tuple(instances))
 
 
