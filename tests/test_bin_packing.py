@@ -9,7 +9,8 @@ import pytest
 
 from problems.base import Dataset, Infeasible
 from problems.bin_packing import BinPacking, harness, load_set, weibull_set
-from problems.bin_packing.problem import BEST_FIT, FIRST_FIT, Instance, _tight_fits, l1_bound
+from problems.bin_packing.problem import BEST_FIT, FIRST_FIT, _tight_fits
+from problems.bin_packing.sets import Instance, l1_bound
 
 
 def _fn(source: str):
@@ -60,10 +61,10 @@ def test_defaults_and_kwargs():
     p = BinPacking()
     assert p.train_set().name == "weibull_5k" and len(p.train_set().instances) == 5
     assert set(p.test_sets()) == {"or1", "or2", "or3", "or4", "eoh_1k", "eoh_2k", "eoh_5k", "eoh_10k", "eoh_100k"}
-    q = BinPacking(train="weibull-3x200-seed7", tests=["or1"], train_instances=2, probe_size=50)
+    q = BinPacking(train="weibull-3x200-seed7", tests=["or1"], train_instances=2)
     assert len(q.train_set().instances) == 2 and list(q.test_sets()) == ["or1"]
-    assert len(q.probe_states()) == 50
-    with pytest.raises(ValueError, match="unknown bin packing set"):
+    assert len(q.probe_states(50)) == 50
+    with pytest.raises(ValueError, match="'or9' is neither a bundled bin packing set"):
         BinPacking(tests=["or9"])
     assert p.seed_code == p.baselines["best_fit"] and "first_fit" in p.baselines
     assert p.signature in p.seed_code and p.score_name == "excess %"

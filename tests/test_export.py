@@ -45,7 +45,7 @@ def test_export_of_the_best_round_trips_through_evaluate(run_dir, tmp_path, caps
     # The header's command names the run's problem and training set: run it as it is.
     command = header_command(text)
     assert command[:3] == ["evo", "evaluate", str(target)]
-    assert f"+problem.instance.train={TRAIN_SET}" in command
+    assert f"problem.train={TRAIN_SET}" in command
     result = run_evo(*command[1:], "--json", check=True)
     report = json.loads(result.stdout)
     assert report["status"] == "ok"

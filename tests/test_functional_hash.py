@@ -39,12 +39,10 @@ def sandbox() -> Sandbox:
 
 @pytest.fixture(scope="module")
 def evaluators(sandbox: Sandbox) -> dict[str, Evaluator]:
-    """One evaluator per problem: bin packing with its shipped probe, TSP with what a run gets
-    from hashing.probe_states=256 (TSP's functional hash is off by default)."""
+    """One evaluator per problem, with the probe a run gets by default."""
     out = {}
     for name, problem in PROBLEMS.items():
-        overrides = ["hashing.probe_states=256"] if name == "tsp" else []
-        settings = read_settings(compose_config([f"problem={name}", *overrides]))
+        settings = read_settings(compose_config([f"problem={name}"]))
         out[name] = Evaluator(problem, sandbox, replay_steps=0, seed=0, probe_states=settings.probe_states)
     return out
 
@@ -185,15 +183,27 @@ def select_next_node(current_node, destination_node, unvisited_nodes, distance_m
     scores = distance_matrix[current_node][unvisited_nodes] + 0.25 * distance_matrix[destination_node][unvisited_nodes]
     return unvisited_nodes[np.argmax(-np.log1p(scores))]
 ''',
-    "a loop rewritten as a numpy expression": '''def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
+    "a loop rewritten as a numpy expression": '''import numpy as np
+
+
+def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
+    scores = []
+    for node in unvisited_nodes:
+        scores.append(distance_matrix[current_node][node] + 0.25 * distance_matrix[destination_node][node])
+    return unvisited_nodes[np.argmin(scores)]
+''',
+}
+# The price of hashing TSP's rankings (see problems/tsp/harness.py): a heuristic that picks
+# without ranking an array through numpy's argmin or argmax has its picks hashed alone, so
+# it does not merge with its numpy twin. A missed merge costs one evaluation, never a score.
+TSP_PLAIN_LOOP = '''def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
     best, best_score = None, float("inf")
     for node in unvisited_nodes:
         score = distance_matrix[current_node][node] + 0.25 * distance_matrix[destination_node][node]
         if score < best_score:
             best, best_score = node, score
     return best
-''',
-}
+'''
 
 FAMILIES = {"bin_packing": (BIN_PACKING_BASE, BIN_PACKING_REWRITES), "tsp": (TSP_BASE, TSP_REWRITES)}
 
@@ -263,3 +273,29 @@ def test_a_corpus_of_different_behaviours_gives_distinct_hashes(name: str, at_le
     assert {k: p.error for k, p in probes.items() if p.status != "ok"} == {}
     collisions = [(a, b) for a, b in itertools.combinations(codes, 2) if probes[a].hash == probes[b].hash]
     assert collisions == [], "behaviourally different heuristics share a functional hash"
+
+
+def test_tsp_rankings_tell_apart_what_picks_alone_merged(sandbox: Sandbox, evaluators: dict[str, Evaluator]) -> None:
+    """A pair from a 300-candidate offline run whose picks the probe's states cannot tell
+    apart although their tours differ: a score, and the same score less a small term. On
+    every probe state they pick alike; the orders in which they rank the cities do not
+    agree, so their hashes differ."""
+    score = ("1.0 / (np.abs(distance_matrix[current_node][unvisited_nodes].min() * distance_matrix[unvisited_nodes]"
+             "[:, unvisited_nodes].max(axis=1)) + 1e-06) * distance_matrix[current_node][unvisited_nodes]")
+    seed = PROBLEMS["tsp"].seed_code
+    scored = seed.replace("scores = distance_matrix[current_node][unvisited_nodes]", f"scores = {score}")
+    nudged = seed.replace("scores = distance_matrix[current_node][unvisited_nodes]", f"scores = {score} - 0.128 * "
+                          "np.exp(-np.abs(distance_matrix[unvisited_nodes][:, unvisited_nodes].max(axis=1)))")
+    assert scored != seed and nudged != seed
+    decisions = _realistic_decisions(sandbox, "tsp", {"scored": scored, "nudged": nudged})
+    assert not all(np.array_equal(a, b) for a, b in zip(decisions["scored"], decisions["nudged"]))
+    evaluator = evaluators["tsp"]
+    states = PROBLEMS["tsp"].probe_states(evaluator.probe_size)
+    picks_only = {**states, "states": [{**st, "rank": False} for st in states["states"]]}
+    assert evaluator.decide(scored, picks_only) == evaluator.decide(nudged, picks_only)
+    probes = _probe_all(evaluator, {"scored": scored, "nudged": nudged, "plain loop": TSP_PLAIN_LOOP,
+                                    "base": TSP_BASE})
+    assert probes["scored"].hash != probes["nudged"].hash
+    # The plain loop decides as TSP_BASE does, yet ranks no array: a missed merge, by design.
+    loop, base = evaluator.decide(TSP_PLAIN_LOOP, picks_only), evaluator.decide(TSP_BASE, picks_only)
+    assert loop == base and probes["plain loop"].hash != probes["base"].hash

@@ -29,7 +29,7 @@ from sandbox import Limits, Sandbox
 CORPUS = Path(__file__).parent / "fixtures" / "heuristics" / "bin_packing"
 # One generated instance of 1,000 Weibull items keeps each run to a few seconds.
 TRAIN_SET = "weibull-1x1000-seed0"
-TRAIN = [f"+problem.instance.train={TRAIN_SET}", "+problem.instance.tests=[or1]"]
+TRAIN = [f"problem.train={TRAIN_SET}", "problem.tests=[or1]"]
 
 BEST_FIT_SCALED = '''import numpy as np
 

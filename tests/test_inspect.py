@@ -22,7 +22,7 @@ from evo.cli import main as evo_main
 from tests.conftest import EVO, REPO, TOY, evo_env, run_evo
 
 # Bin packing on a tiny training set, with two small test sets: a whole run takes seconds.
-SMALL = ["+problem.instance.train=weibull-3x300-seed3", "+problem.instance.tests=[or1,weibull-2x100-seed2]",
+SMALL = ["problem.train=weibull-3x300-seed3", "problem.tests=[or1,weibull-2x100-seed2]",
          "budget.evaluations=30", "seed=0"]
 TEST_SETS = ["or1", "weibull-2x100-seed2"]
 TRAIN_SET = "weibull-3x300-seed3"

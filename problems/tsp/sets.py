@@ -59,20 +59,25 @@ def tour_length(matrix: np.ndarray, tour: Sequence[int]) -> float:
     return float(matrix[t[:-1], t[1:]].sum())
 
 
-def square_side(inst: TsplibInstance) -> float:
-    """The side of the square that holds the instance's cities, in its metric's units.
+def seen_matrix(inst: TsplibInstance) -> np.ndarray:
+    """The matrix divided by the side of the square that holds the cities, in its metric's
+    units.
 
-    Planar types: the larger extent of the coordinates (ATT's metric is the Euclidean one
-    divided by sqrt(10), so its side is too). GEO and EXPLICIT instances have no plane to
-    measure: their longest distance is taken as a square's diagonal. A degenerate instance
-    (all cities at one point) keeps its matrix as it is."""
+    Planar types: the side is the larger extent of the coordinates (ATT's metric is the
+    Euclidean one divided by sqrt(10), so its side is too). GEO and EXPLICIT instances have
+    no plane to measure: their longest distance is taken as a square's diagonal. Computed as
+    ``(matrix / length) * constant``, never ``matrix / (length / constant)``: a division of
+    two numbers is correctly rounded, so an instance with every distance (or coordinate)
+    times 1000 is seen bit for bit alike, and so is every sum the heuristic makes of it. A
+    degenerate instance (all cities at one point) is seen as it is."""
     if inst.coords is not None and inst.edge_weight_type in ("EUC_2D", "CEIL_2D", "ATT"):
-        side = float(np.max(inst.coords.max(axis=0) - inst.coords.min(axis=0)))
-        if inst.edge_weight_type == "ATT":
-            side /= math.sqrt(10.0)
+        length = float(np.max(inst.coords.max(axis=0) - inst.coords.min(axis=0)))
+        constant = math.sqrt(10.0) if inst.edge_weight_type == "ATT" else 1.0
     else:
-        side = float(inst.matrix.max()) / math.sqrt(2.0)
-    return side if side > 0 else 1.0
+        length, constant = float(inst.matrix.max()), math.sqrt(2.0)
+    if not length > 0:
+        return inst.matrix
+    return inst.matrix / length * constant if constant != 1.0 else inst.matrix / length
 
 
 def random_coords(n_instances: int, n_cities: int, seed: int) -> np.ndarray:
@@ -119,7 +124,7 @@ def file_instance(path: Path, optima: dict[str, float]) -> Instance:
     tour_file = Path(path).with_name(f"{inst.name}.opt.tour")
     if reference is None and tour_file.is_file():
         reference = tour_length(inst.matrix, read_tour(tour_file, len(inst.matrix)))
-    return Instance(inst.name, inst.matrix, inst.matrix / square_side(inst), reference)
+    return Instance(inst.name, inst.matrix, seen_matrix(inst), reference)
 
 
 def _dataset(name: str, instances: Sequence[Instance]) -> Dataset:
