@@ -1,7 +1,8 @@
 """What deduplication saves in a real run, what the probe costs, and whether it is safe.
 
-An offline run on bin packing (a real ``evo run budget.evaluations=500`` subprocess into a
-temporary folder, or an existing run with --run-dir), then, from its store:
+An offline run (bin packing unless overridden: ``-- problem=tsp``; a real ``evo run
+budget.evaluations=500`` subprocess into a temporary folder, or an existing run with
+--run-dir), then, from its store:
 
   levels     the share of candidates each level decided: syntactic repeat (no process),
              functional hit (probe only), verified hit (probe + evaluation, agreed),
@@ -12,7 +13,9 @@ temporary folder, or an existing run with --run-dir), then, from its store:
   probe cost the probe as a share of a full evaluation, twice: as recorded in the run
              (mean probe_s / mean eval_s; both include waiting for a sandbox worker while
              the run's other evaluations hold them), and alone (a sample of evaluated
-             candidates probed and evaluated again one at a time, best of --repeat);
+             candidates probed and evaluated again one at a time, best of --repeat), and
+             the run's probes and hits priced at the "alone" figures: the net saving
+             without the waiting for a sandbox slot that the in-run timings include;
   collisions disagreements among the verified hits (must be 0), and with --audit (on by
              default) every unverified functional hit is evaluated too and compared with
              its original: the collisions that the verification sample did not look at.
@@ -20,6 +23,7 @@ temporary folder, or an existing run with --run-dir), then, from its store:
     .venv/bin/python bench/bench_hashing.py                      # run 500 candidates, then report
     .venv/bin/python bench/bench_hashing.py --run-dir archives/bin_packing/RUN   # report on a run
     .venv/bin/python bench/bench_hashing.py --evaluations 200 --audit 0 -- seed=3
+    .venv/bin/python bench/bench_hashing.py --evaluations 300 --workers 1 -- problem=tsp workers=1
 
 Overrides after ``--`` go to ``evo run``. Timings are wall-clock on a machine that may be
 busy; the "alone" figures are the ones to compare across machines.
@@ -176,10 +180,17 @@ def _print_probe_cost(records: list[CandidateRecord], evaluator: Evaluator, prob
         probe_times.append(min(_timed(lambda: evaluator.probe(record.code)) for _ in range(repeat)))
         eval_times.append(min(_timed(lambda: evaluator.evaluate(record.code, train)) for _ in range(repeat)))
     ratios = sorted(p / e for p, e in zip(probe_times, eval_times))
-    print(f"alone ({len(chosen)} candidates, best of {repeat}): probe {1000 * sum(probe_times) / len(chosen):.1f} ms, "
-          f"evaluation {sum(eval_times) / len(chosen):.3f} s: probe = "
-          f"{100 * sum(probe_times) / sum(eval_times):.2f}% of an evaluation "
+    probe_alone, eval_alone = sum(probe_times) / len(chosen), sum(eval_times) / len(chosen)
+    print(f"alone ({len(chosen)} candidates, best of {repeat}): probe {1000 * probe_alone:.1f} ms, "
+          f"evaluation {eval_alone:.3f} s: probe = "
+          f"{100 * probe_alone / eval_alone:.2f}% of an evaluation "
           f"(per candidate: median {100 * ratios[len(ratios) // 2]:.2f}%, max {100 * ratios[-1]:.2f}%)")
+    hits = sum(1 for r in records if r.dedup == "functional")
+    evaluations = sum(1 for r in records if r.eval_s > 0)
+    net = hits * eval_alone - len(probed) * probe_alone
+    print(f"priced alone: {len(probed)} probes cost {len(probed) * probe_alone:.1f} s, {hits} hits saved "
+          f"{hits * eval_alone:.1f} s: net saving {net:.1f} s = {100 * net / ((evaluations + hits) * eval_alone):.1f}% "
+          f"of evaluating every candidate")
 
 
 def _timed(fn) -> float:

@@ -105,15 +105,16 @@ def _row(evaluator: Evaluator, code: str, dataset: Dataset) -> dict[str, Any]:
 
 def _print_table(report: dict[str, Any], score_name: str) -> None:
     baselines = list(report["baselines"])
-    header = f"{'set':<24} {'n':>4} {'reference':>10} {'heuristic':>10} " + " ".join(f"{b:>13}" for b in baselines)
+    labels = {name: f"{name} (train)" for name in report["train"]} | {name: name for name in report["test"]}
+    width = max(24, *(len(label) for label in labels.values()))
+    header = f"{'set':<{width}} {'n':>4} {'reference':>10} {'heuristic':>10} " + " ".join(f"{b:>13}" for b in baselines)
     lines = [f"{report['file']} on {report['problem']} ({score_name}, lower is better)", header, "-" * len(header)]
     for split in ("train", "test"):
         for name, row in report[split].items():
             score = f"{row['score']:10.2f}" if row["score"] is not None else f"{row['status']:>10}"
             reference = f"{row['reference']:10.2f}" if row["reference"] is not None else f"{'':>10}"
             others = " ".join(_fmt(report["baselines"][b][name], row["status"]) for b in baselines)
-            label = f"{name} (train)" if split == "train" else name
-            lines.append(f"{label:<24} {row['instances']:>4} {reference} {score} {others}")
+            lines.append(f"{labels[name]:<{width}} {row['instances']:>4} {reference} {score} {others}")
     if any(row["reference"] is None for split in ("train", "test") for row in report[split].values()):
         lines.append(f"a set without a reference is not scored as {score_name} (see problems/README.md)")
     if report["status"] != "ok":

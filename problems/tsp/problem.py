@@ -76,6 +76,7 @@ VOCABULARY = (
     "distance_matrix.mean()",
     "distance_matrix[current_node][destination_node]",
     "unvisited_nodes.size / distance_matrix.shape[0]",
+    "distance_matrix[destination_node][unvisited_nodes] * unvisited_nodes.size / distance_matrix.shape[0]",
 )
 
 
