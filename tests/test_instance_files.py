@@ -291,3 +291,19 @@ def test_evaluate_on_your_own_files(tmp_path):
                      f"problem.train={binpack}", "problem.tests=[or1]", "--json", check=True)
     report = json.loads(result.stdout)
     assert round(report["train"][str(binpack)]["score"], 2) == 5.81 == round(report["test"]["or1"]["score"], 2)
+
+
+def test_a_run_on_your_own_files(tmp_path):
+    """`evo run` trains on a TSPLIB file (an EXPLICIT one, scored by the gap to the optimum
+    its .opt.tour gives) and `evo inspect` scores the best on the test files."""
+    run_dir = tmp_path / "run"
+    run_evo("run", "problem=tsp", f"problem.train={TYPES / 'gr48.tsp'}", f"problem.tests=['{TYPES}/[bu]*.tsp']",
+            "budget.evaluations=12", "workers=1", f"hydra.run.dir={run_dir}", check=True)
+    report = json.loads(run_evo("inspect", str(run_dir), "--json", check=True).stdout)
+    rows = {row["name"]: row for row in report["scores"]["sets"]}
+    assert rows[str(TYPES / "gr48.tsp")]["reference"] == 5046
+    test = rows[f"{TYPES}/[bu]*.tsp"]
+    assert test["instances"] == 2 and test["reference"] == (1610 + 7013) / 2  # bayg29, ulysses22
+    assert test["best"]["score"] > 0 and test["baselines"]["nearest_neighbour"]["score"] > 0  # gaps %
+    train = rows[str(TYPES / "gr48.tsp")]
+    assert 0 < train["best"]["score"] <= train["baselines"]["nearest_neighbour"]["score"]  # the seed is NN

@@ -148,3 +148,61 @@ def test_answers_are_pruned_to_the_node_limit_and_say_their_idea():
         assert doc and doc.startswith(("Blended", "Took")), doc
     assert max(sizes) <= 12
     assert max(mutator.size(code_of("e2", s)) for s in range(30)) > 12  # the default limit leaves them
+
+
+# ---- shapes: atoms are never taken apart (TSP's per-city reductions) -------------------------
+TSP_CODE = '''import numpy as np
+
+
+def select_next_node(current_node, destination_node, unvisited_nodes, distance_matrix):
+    scores = distance_matrix[current_node][unvisited_nodes] - 0.5 * distance_matrix[unvisited_nodes][:, unvisited_nodes].mean(axis=1) + 0.2 * (distance_matrix[unvisited_nodes][:, unvisited_nodes] + np.eye(len(unvisited_nodes)) * 1e9).min(axis=1)
+    return unvisited_nodes[np.argmin(scores)]
+'''
+ATOMS = ("distance_matrix[current_node][unvisited_nodes]",
+         "distance_matrix[unvisited_nodes][:, unvisited_nodes].mean(axis=1)",
+         "(distance_matrix[unvisited_nodes][:, unvisited_nodes] + np.eye(len(unvisited_nodes)) * 1000000000.0).min(axis=1)")
+
+
+def test_edits_never_take_an_atom_apart():
+    """A subscript, or a method called with keyword arguments only, is replaced whole: its
+    parts (the (k, k) matrix, an axis number) have other shapes, and an edit that took one
+    apart made a (k, k) score or `axis=1.1`."""
+    from problems.tsp.problem import VOCABULARY
+
+    for seed in range(60):
+        mutator = Mutator("select_next_node", VOCABULARY, np.random.default_rng(seed))
+        for edit in (mutator.perturb_constant, mutator.delete_term, mutator.swap_operator, mutator.wrap,
+                     mutator.replace_subexpression):
+            code = edit(TSP_CODE).code
+            assert "axis=1)" in code or "axis" not in code  # never axis=1.1
+            assert "1e9" not in code or "1000000000.0" in code
+            score = ast.parse(code).body[1].body[0].value
+            # Every subscript or keyword call in the new score is an atom of the parent or vocabulary.
+            for node in ast.walk(score):
+                if isinstance(node, ast.Call) and node.keywords or isinstance(node, ast.Subscript):
+                    outer = ast.unparse(node)
+                    assert any(outer in atom for atom in (*ATOMS, *VOCABULARY)), outer
+
+
+def test_reflection_terms_are_never_parts_of_an_atom():
+    from evo.reflection import terms
+
+    found = terms(TSP_CODE)
+    assert "distance_matrix[current_node]" not in found  # a part of a subscript, another shape
+    assert "distance_matrix[unvisited_nodes][:, unvisited_nodes]" not in found  # a part of a reduction
+    assert "distance_matrix[unvisited_nodes][:, unvisited_nodes].mean(axis=1)" in found
+
+
+def test_a_tsp_run_wastes_few_candidates(tmp_path):
+    """Issue 15: at most 10% of a TSP run's candidates may fail (a quarter did)."""
+    import sqlite3
+
+    from tests.conftest import run_evo
+
+    run_dir = tmp_path / "run"
+    run_evo("run", "problem=tsp", "problem.train=random-8x30-seed1", "problem.tests=[tsp20]",
+            "budget.evaluations=80", "seed=2", "workers=1", f"hydra.run.dir={run_dir}", check=True)
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM candidates")]
+    failed = [s for s in statuses if s not in ("ok", "equivalent")]
+    assert len(statuses) == 80 and len(failed) <= 8, failed
