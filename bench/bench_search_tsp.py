@@ -131,14 +131,14 @@ def print_table(runs: dict, evaluations: int) -> None:
         failed = f"{100 * r['failed'] / r['candidates']:.1f}%"
         print(f"{seed:>4} {r['best_id']:>5} {r['train']:9.2f} {failed:>7}  " + "  ".join(cells))
     print("\nlength relative to nearest neighbour, % (lower is better): median run against the anchors")
-    print(f"{'':<14}" + "".join(f"{s:>9}" for s in SETS))
+    print(f"{'':<18}" + "".join(f"{s:>9}" for s in SETS))
     medians = {}
     for name in SETS:
         values = [v for v in (relative(r["sets"][name]) for r in runs.values()) if v is not None]
         medians[name] = statistics.median(values) if values else None
-    print(f"{'median run':<14}" + "".join(f"{_cell(medians[s]):>9}" for s in SETS))
+    print(f"{'median run':<18}" + "".join(f"{_cell(medians[s]):>9}" for s in SETS))
     for label, anchor in ANCHORS.items():
-        print(f"{label + ' (own sets)':<14}" + "".join(f"{_cell(anchor.get(s)) if s in anchor else '':>9}"
+        print(f"{label + ' (own sets)':<18}" + "".join(f"{_cell(anchor[s]) if s in anchor else '':>9}"
                                                        for s in SETS))
     reevo = ANCHORS["ReEvo"]
     met = [s for s in reevo if medians[s] is not None and medians[s] <= reevo[s]]
