@@ -15,7 +15,8 @@ budget.evaluations=500`` subprocess into a temporary folder, or an existing run 
              the run's other evaluations hold them), and alone (a sample of evaluated
              candidates probed and evaluated again one at a time, best of --repeat), and
              the run's probes and hits priced at the "alone" figures: the net saving
-             without the waiting for a sandbox slot that the in-run timings include;
+             without the waiting for a sandbox slot that the in-run timings include; and
+             a one-state probe, the floor any probe pays for its sandbox job;
   collisions disagreements among the verified hits (must be 0), and with --audit (on by
              default) every unverified functional hit is evaluated too and compared with
              its original: the collisions that the verification sample did not look at.
@@ -185,6 +186,10 @@ def _print_probe_cost(records: list[CandidateRecord], evaluator: Evaluator, prob
           f"evaluation {eval_alone:.3f} s: probe = "
           f"{100 * probe_alone / eval_alone:.2f}% of an evaluation "
           f"(per candidate: median {100 * ratios[len(ratios) // 2]:.2f}%, max {100 * ratios[-1]:.2f}%)")
+    one_state = problem.probe_states(1)
+    floor = min(_timed(lambda: evaluator.decide(problem.seed_code, one_state)) for _ in range(5 * repeat))
+    print(f"a probe of one state, the sandbox's cost of a job before any work: {1000 * floor:.1f} ms = "
+          f"{100 * floor / eval_alone:.2f}% of an evaluation")
     hits = sum(1 for r in records if r.dedup == "functional")
     evaluations = sum(1 for r in records if r.eval_s > 0)
     net = hits * eval_alone - len(probed) * probe_alone
