@@ -54,9 +54,8 @@ def load_problem(cfg: DictConfig) -> Problem:
     try:
         return instantiate(cfg.problem.instance)
     except InstantiationException as exc:
-        if isinstance(exc.__cause__, ValueError):  # the problem's own word on its arguments or files
-            raise UserError(f"problem {cfg.problem.instance.get('_target_')!r}: {exc.__cause__}") from None
-        first = str(exc).strip().splitlines()[0]
+        # The problem's own word on its arguments or files, else the first line of Hydra's.
+        first = str(exc.__cause__) if isinstance(exc.__cause__, ValueError) else str(exc).strip().splitlines()[0]
         raise UserError(f"problem {cfg.problem.instance.get('_target_')!r} cannot be loaded: {first}") from None
 
 

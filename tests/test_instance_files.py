@@ -274,7 +274,7 @@ def test_the_command_line_says_one_line_and_exits_2(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
     result = run_evo("evaluate", nearest, "problem=tsp", f"problem.tests=[{bad}]")
-    assert result.stderr.strip() == f"evo: error: problem 'problems.tsp.TSP': {bad}:7: expected a coordinate, got 'zz'"
+    assert result.stderr.strip() == f"evo: error: problem 'problems.tsp.TSP' cannot be loaded: {bad}:7: expected a coordinate, got 'zz'"
 
 
 def test_evaluate_on_your_own_files(tmp_path):
