@@ -35,16 +35,19 @@ TEST_SET = "eoh_5k"
 VALID = ("ok", "equivalent")
 
 
-def run(run_dir: Path, args: list[str], done_when: int | None) -> str:
+def run(run_dir: Path, args: list[str], done_when: int | None, resume_with: list[str] = ()) -> str:
     """Start, resume or reuse one run; returns how it went."""
     store = run_dir / "run.sqlite"
     if store.exists():
         with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
             state = dict(db.execute("SELECT key, value FROM meta")).get("state")
             done = db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-        if state == "finished" or (done_when is not None and done >= done_when):
+        if not resume_with and ((done_when is None and state == "finished")
+                                or (done_when is not None and done >= done_when)):
             return "reused"
-        command = ["resume", str(run_dir)]
+        # A run made for fewer candidates is extended; an interrupted one continues.
+        extend = [f"budget.evaluations={done_when}"] if done_when else []
+        command = ["resume", str(run_dir), *extend, *resume_with]
     else:
         command = ["run", *args, f"hydra.run.dir={run_dir}"]
     started = time.monotonic()
@@ -54,6 +57,16 @@ def run(run_dir: Path, args: list[str], done_when: int | None) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{run_dir.name}: evo {command[0]} exited {result.returncode}; see {run_dir}.log")
     return f"ran in {time.monotonic() - started:.0f} s"
+
+
+def run_offline(run_dir: Path, wall_s: float) -> str:
+    """The offline model for ``wall_s`` seconds (extended when the LLM run was)."""
+    if (run_dir / "run.sqlite").exists():
+        if elapsed_s(run_dir) >= wall_s - 1:
+            return "reused"
+        return run(run_dir, [], None, resume_with=[f"budget.wall_time_s={wall_s:.0f}"])
+    return run(run_dir, ["llm=offline", f"budget.wall_time_s={wall_s:.0f}", "budget.evaluations=100000",
+                         "workers=1", "seed=0"], None)
 
 
 def candidates(run_dir: Path) -> list[sqlite3.Row]:
@@ -148,8 +161,7 @@ def main() -> int:
                             "seed=0"], evaluations)
         print(f"{model}: {how}", flush=True)
         wall = elapsed_s(llm_dir)
-        how = run(offline_dir, ["llm=offline", f"budget.wall_time_s={wall:.0f}", "budget.evaluations=100000",
-                                "workers=1", "seed=0"], None)
+        how = run_offline(offline_dir, wall)
         print(f"offline for {wall:.0f} s: {how}", flush=True)
         rows = candidates(llm_dir)
         print(f"\n## {model}: {len(rows)} candidates in {wall / 60:.1f} min\n")
