@@ -39,16 +39,20 @@ def priority(item: float, bins: np.ndarray) -> np.ndarray:
 '''
 
 DESCRIPTION = """\
-Online one-dimensional bin packing. Items arrive one at a time and must be placed at once
-into a bin of fixed capacity; decisions are never revisited. For each item, the function
-`priority(item, bins)` receives the item's size (a float) and `bins`, a 1-d numpy array of
-the remaining capacities of every bin that can still take the item (remaining >= item), in
-bin order, including the still-empty bins (which have the full capacity). It must return a
-1-d numpy array of the same length with one priority score per bin. The item is placed into
-the bin with the highest priority (numpy argmax: ties go to the first bin). The goal is to
-use as few bins as possible. The score is the excess % of bins used over the L1 lower bound
-ceil(sum of sizes / capacity), averaged over a set of instances with sizes drawn from a
-Weibull distribution (capacity 100); lower is better."""
+Online one-dimensional bin packing. Items arrive one at a time and each must be placed at
+once into a bin of fixed capacity (100); decisions are never revisited. The goal is to use
+as few bins as possible.
+
+The function `priority(item, bins)` is called once for every item. It receives the item's
+size (a float) and `bins`, a 1-d numpy array of the remaining capacities of every bin that
+can still take the item (remaining >= item), in bin order, including the still-empty bins
+(which have the full capacity). It must return a 1-d numpy array of the same length as
+`bins` with one priority score per bin: not an index, not a single number. The item is
+placed into the bin with the highest priority (numpy argmax: ties go to the first bin).
+
+How heuristics are compared (the function does not compute this): the excess % of bins
+used over the L1 lower bound ceil(sum of sizes / capacity), averaged over instances with
+sizes drawn from a Weibull distribution; lower is better."""
 
 SIGNATURE = "def priority(item: float, bins: np.ndarray) -> np.ndarray:"
 

@@ -43,17 +43,21 @@ def select_next_node(current_node: int, destination_node: int, unvisited_nodes: 
 
 DESCRIPTION = """\
 Constructive heuristic for the travelling salesman problem. A tour starts at node 0 (the
-destination_node) and must visit every city exactly once before returning to node 0. At each
-step the function `select_next_node(current_node, destination_node, unvisited_nodes,
-distance_matrix)` receives the current city (int), the destination node 0 (int), a 1-d
-numpy int array of the cities not yet visited (in increasing order) and the full (n, n)
-numpy distance matrix (read-only). It must return the next city to visit: one element of
-unvisited_nodes. Every instance is given at one scale, as if its cities lay in the unit
-square: the matrix is the instance's distances divided by the side of the square that holds
-its cities, so distances are between 0 and about 1.4 whatever the instance's own units.
-The goal is the shortest closed tour; the score is the mean gap % of the tour length
-(measured in the instance's own units) to a reference (optimal or near-optimal) tour, on
-random instances with cities uniform in the unit square; lower is better."""
+destination_node) and must visit every city exactly once before returning to node 0. The
+goal is the shortest closed tour.
+
+The function `select_next_node(current_node, destination_node, unvisited_nodes,
+distance_matrix)` is called once for every step of the tour. It receives the current city
+(int), the destination node 0 (int), a 1-d numpy int array of the cities not yet visited
+(in increasing order) and the full (n, n) numpy distance matrix (read-only). It must return
+the next city to visit: one element of unvisited_nodes (a city number, not a position in
+that array). Every instance is given at one scale, as if its cities lay in the unit square:
+the matrix is the instance's distances divided by the side of the square that holds its
+cities, so distances are between 0 and about 1.4 whatever the instance's own units.
+
+How heuristics are compared (the function does not compute this): the mean gap % of the
+tour length (measured in the instance's own units) to a reference (optimal or near-optimal)
+tour, on random instances with cities uniform in the unit square; lower is better."""
 
 SIGNATURE = ("def select_next_node(current_node: int, destination_node: int, "
              "unvisited_nodes: np.ndarray, distance_matrix: np.ndarray) -> int:")
