@@ -182,13 +182,14 @@ def _stopped_by_host(exc: HostError | SandboxError, store: Store, run_dir: Path,
     processes, are the host's fault too, never the candidate's.)"""
     fault = exc if isinstance(exc, HostError) else HostError(f"the sandbox cannot run jobs: {exc}")
     reserve.release()
-    if reason is not None:
-        return fault  # the run had stopped already, and recorded why
-    _mark_stopped(store, "failed", f"host: {fault}")
-    try:
-        log.error("stopped: host: %s", fault)
-    except HostError:
-        pass  # the log cannot take it; the store has it
+    # After the engine stopped (writing its state, say), the run has its own reason; a
+    # resume then finishes whatever could not be written. It is the same advice.
+    if reason is None:
+        _mark_stopped(store, "failed", f"host: {fault}")
+        try:
+            log.error("stopped: host: %s", fault)
+        except HostError:
+            pass  # the log cannot take it; the store has it
     try:
         kept = store.count()
         note = f" ({kept} committed candidate{'' if kept == 1 else 's'} kept)"
