@@ -39,9 +39,14 @@ def _bad_priorities(p, m: int) -> ValueError:
         arr = np.asarray(p)
     except Exception as exc:  # noqa: BLE001 - any failure to convert is the heuristic's
         return ValueError(f"priority returned {type(p).__name__}, not convertible to an array: {exc}")
+    if arr.shape == ():
+        # The commonest mistake of small models (an index, or a score of the whole packing):
+        # the message says what to return instead, for the repair operator to read.
+        return ValueError(f"priority returned a single number ({type(p).__name__}); it must return an array "
+                          f"with one priority per bin in `bins` (shape ({m},)), e.g. -(bins - item)")
     if arr.shape != (m,):
         return ValueError(
-            f"priority must return one priority per feasible bin: expected shape ({m},), "
+            f"priority must return one priority per bin in `bins`: expected shape ({m},), "
             f"got shape {arr.shape} ({type(p).__name__})"
         )
     return ValueError(f"priority returned non-numeric values (dtype {arr.dtype}); expected bool, int or float")

@@ -50,9 +50,9 @@ can still take the item (remaining >= item), in bin order, including the still-e
 `bins` with one priority score per bin: not an index, not a single number. The item is
 placed into the bin with the highest priority (numpy argmax: ties go to the first bin).
 
-How heuristics are compared (the function does not compute this): the excess % of bins
-used over the L1 lower bound ceil(sum of sizes / capacity), averaged over instances with
-sizes drawn from a Weibull distribution; lower is better."""
+How heuristics are compared (the function does not compute this): by the number of bins
+they use on instances whose item sizes follow a Weibull distribution, reported as the
+excess % over a lower bound; lower is better."""
 
 SIGNATURE = "def priority(item: float, bins: np.ndarray) -> np.ndarray:"
 

@@ -55,9 +55,9 @@ that array). Every instance is given at one scale, as if its cities lay in the u
 the matrix is the instance's distances divided by the side of the square that holds its
 cities, so distances are between 0 and about 1.4 whatever the instance's own units.
 
-How heuristics are compared (the function does not compute this): the mean gap % of the
-tour length (measured in the instance's own units) to a reference (optimal or near-optimal)
-tour, on random instances with cities uniform in the unit square; lower is better."""
+How heuristics are compared (the function does not compute this): by the length of their
+tours (in each instance's own units) on random instances with cities uniform in the unit
+square, reported as the gap % to near-optimal tours; lower is better."""
 
 SIGNATURE = ("def select_next_node(current_node: int, destination_node: int, "
              "unvisited_nodes: np.ndarray, distance_matrix: np.ndarray) -> int:")
