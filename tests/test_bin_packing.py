@@ -126,7 +126,11 @@ def test_nan_counts_as_maximum():
 
 
 @pytest.mark.parametrize("ret, message", [
-    (lambda item, bins: 1.0, r"expected shape \(3,\), got shape \(\)"),
+    (lambda item, bins: 1.0, r"returned a single number \(dtype float64\); it must return an array with one priority per bin"),
+    (lambda item, bins: np.float64(2.0), r"returned a single number \(dtype float64\)"),
+    (lambda item, bins: True, r"returned a single number \(dtype bool\)"),
+    (lambda item, bins: 3, r"returned the bin index 3, but `bins` has 3 entries"),
+    (lambda item, bins: np.int64(-1), r"returned the bin index -1, but `bins` has 3 entries"),
     (lambda item, bins: bins[:2], r"expected shape \(3,\), got shape \(2,\)"),
     (lambda item, bins: np.ones((3, 1)), r"expected shape \(3,\), got shape \(3, 1\)"),
     (lambda item, bins: ["a", "b", "c"], r"non-numeric values \(dtype <U1\)"),
@@ -136,6 +140,16 @@ def test_nan_counts_as_maximum():
 def test_bad_priorities_raise_clear_errors(ret, message):
     with pytest.raises(ValueError, match=message):
         harness.pack(ret, np.array([10.0, 20.0, 30.0]), 100)
+
+
+def test_an_index_is_taken_as_the_chosen_bin():
+    """A heuristic that takes the argmax itself decides as its scores would."""
+    inst = load_set("weibull_5k").instances[0]
+    by_index = harness.pack(lambda item, bins: np.argmin(bins - item), inst.items, inst.capacity)
+    by_scores = harness.pack(lambda item, bins: -(bins - item), inst.items, inst.capacity)
+    assert np.array_equal(by_index, by_scores)
+    states = [{"item": 5.0, "bins": np.array([9.0, 6.0, 100.0])}, {"item": 5.0, "bins": np.array([9.0]), "rank": True}]
+    assert harness.decide(lambda item, bins: int(np.argmin(bins)), states) == [1, 0]
 
 
 def test_lists_are_accepted():

@@ -13,9 +13,11 @@ than inventing a rule). ``bins`` is a fresh array on every call, so a heuristic 
 it in place harms nobody.
 
 Sanitising: the return value goes through ``np.asarray``; it must be a 1-d array with one
-entry per feasible bin and a bool/int/float dtype. Anything else (a scalar, a wrong length,
-strings, objects, complex numbers) raises ``ValueError`` with a message that names the
-problem, so the sandbox reports status "error".
+entry per feasible bin and a bool/int/float dtype, or a single integer: the index of the
+chosen bin (what a heuristic that takes the argmax itself returns; it decides exactly as
+the protocol would). Anything else (a float or bool scalar, an index out of range, a wrong
+length, strings, objects, complex numbers) raises ``ValueError`` with a message that names
+the problem, so the sandbox reports status "error".
 
 Speed (this loop is the inner loop of evolution): the heuristic must see every feasible bin,
 including the thousands of empty ones, so each call costs O(n_items). The harness avoids
@@ -42,7 +44,7 @@ def _bad_priorities(p, m: int) -> ValueError:
     if arr.shape == ():
         # The commonest mistake of small models (an index, or a score of the whole packing):
         # the message says what to return instead, for the repair operator to read.
-        return ValueError(f"priority returned a single number ({type(p).__name__}); it must return an array "
+        return ValueError(f"priority returned a single number (dtype {arr.dtype}); it must return an array "
                           f"with one priority per bin in `bins` (shape ({m},)), e.g. -(bins - item)")
     if arr.shape != (m,):
         return ValueError(
@@ -59,9 +61,24 @@ def _priorities(p, m: int) -> np.ndarray:
             p = np.asarray(p)
         except Exception:  # noqa: BLE001
             raise _bad_priorities(p, m) from None
+    if p.shape == () and p.dtype.kind in "iu":
+        return _chosen(int(p), m)
     if p.shape != (m,) or p.dtype.kind not in _KINDS:
         raise _bad_priorities(p, m)
     return p
+
+
+def _chosen(index: int, m: int) -> np.ndarray:
+    """Priorities that pick bin ``index``: the answer of a heuristic that returns the chosen
+    bin's index (``np.argmax(...)`` of its own scores) instead of the scores. It makes the
+    same decision the protocol would, so it is taken as one; small models write it more
+    often than not (26 of 52 answers of Qwen2.5-Coder 1.5B in one run)."""
+    if not 0 <= index < m:
+        raise ValueError(f"priority returned the bin index {index}, but `bins` has {m} entries "
+                         f"(return one priority per bin, or an index from 0 to {m - 1})")
+    chosen = np.zeros(m)
+    chosen[index] = 1.0
+    return chosen
 
 
 def pack(fn, items: np.ndarray, capacity: float) -> np.ndarray:
