@@ -44,7 +44,7 @@ class Told:
 class SearchState:
     archive: Archive
     bandit: Bandit
-    memory: Memory
+    _memory: Memory
     reward: str = "improvement"
     records: dict[int, CandidateRecord] = field(default_factory=dict)
     by_syntax: dict[str, int] = field(default_factory=dict)
@@ -52,10 +52,13 @@ class SearchState:
     failed: list[int] = field(default_factory=list)
     children: Counter = field(default_factory=Counter)  # parent id -> children evaluated
     successes: Counter = field(default_factory=Counter)  # parent id -> children that entered the archive
-    # The bandit's probabilities as they were when the current batch was planned (EXP3
-    # weighs a reward by the chance its arm had), and which batch that was.
-    _batch: int | None = None
-    _planned: dict[str, float] = field(default_factory=dict)
+    # EXP3 weighs a reward by the chance its arm had when the candidate was planned: the
+    # bandit's probabilities after each candidate that a plan in flight may have seen (a
+    # record's ``batch`` is the last candidate committed when it was planned).
+    _chances: dict[int, dict[str, float]] = field(default_factory=dict)
+    # Observations for the long-term reflection, fed to its memory when it is read: only
+    # planning reads it, and a read-only command need not pay for parsing every candidate.
+    _unobserved: list[tuple[str, float, str, float]] = field(default_factory=list)
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
@@ -83,18 +86,13 @@ class SearchState:
 
     def tell(self, record: CandidateRecord) -> Told:
         """Apply one finished candidate; ``record``'s archive fields are ignored and recomputed."""
-        if record.batch != self._batch:
-            # The first candidate of a batch: the state is the one its plan was made from.
-            self._batch = record.batch
-            available = self.available_arms()
-            self._planned = self.bandit.probabilities(available) if available else {}
         qd_before = self.archive.qd_score
         status, cell = 0, None
         if record.status == "ok" and record.score is not None and record.measures is not None:
             status, cell = self.archive.add(record.id, record.score, record.measures)
         reward = self._reward(status, self.archive.qd_score - qd_before)
         if record.operator in self.bandit.stats:
-            self.bandit.update(record.operator, reward, self._planned.get(record.operator, 1.0))
+            self.bandit.update(record.operator, reward, self._chance(record))
         self._learn_from(record, status)
         self.records[record.id] = record
         if record.syntactic_hash:
@@ -103,9 +101,26 @@ class SearchState:
             self.by_function.setdefault(record.functional_hash, record.id)
         if record.status not in ("ok", "equivalent", "llm_failed") and record.code:
             self.failed.append(record.id)
+        self._remember_chances(record)
         best = self.archive.best()
         return Told(status, cell, reward, None if best is None else best.score,
                     self.archive.coverage, self.archive.qd_score)
+
+    def _chance(self, record: CandidateRecord) -> float:
+        if self.bandit.policy != "exp3":
+            return 1.0  # only EXP3's update reads it
+        return self._chances[record.batch].get(record.operator, 1.0)
+
+    def _remember_chances(self, record: CandidateRecord) -> None:
+        """The probabilities after ``record``, for the candidates planned from here. Only
+        for EXP3: a Monte Carlo estimate per candidate (Thompson) would cost more than the
+        rest of a replay."""
+        if self.bandit.policy != "exp3":
+            return
+        for seen in [k for k in self._chances if k < record.batch]:  # planned from earlier states: none left
+            del self._chances[seen]
+        available = self.available_arms()
+        self._chances[record.id] = self.bandit.probabilities(available) if available else {}
 
     def _reward(self, status: int, qd_gain: float) -> float:
         if self.reward == "qd_gain":
@@ -124,7 +139,15 @@ class SearchState:
         first = self.records.get(record.parents[0])
         if (record.status == "ok" and record.score is not None and first is not None
                 and first.status == "ok" and first.score is not None):
-            self.memory.observe(first.code, first.score, record.code, record.score)
+            self._unobserved.append((first.code, first.score, record.code, record.score))
+
+    @property
+    def memory(self) -> Memory:
+        """The long-term reflection's evidence, up to the last candidate told."""
+        for observation in self._unobserved:
+            self._memory.observe(*observation)
+        self._unobserved.clear()
+        return self._memory
 
     # ---- what planning reads -----------------------------------------------------------
     def available_arms(self) -> tuple[str, ...]:
