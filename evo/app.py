@@ -19,22 +19,24 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from evo.engine import Engine
 from evo.errors import UserError
-from evo.evaluation import Evaluator
-from evo.llm import CachedBackend, open_backend
-from evo.progress import Progress
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
 from evo.store import STORE_NAME, Store, writer_lock
 from problems.base import Problem
-from sandbox import Sandbox, SandboxError
+
+if TYPE_CHECKING:
+    from evo.engine import Engine
+    from evo.evaluation import Evaluator
+
+# The engine, the sandbox and Hydra's instantiate are imported where a run starts or a
+# problem is loaded: read-only commands import this module for snapshot_config and should
+# answer in well under a second (evo/commands/README.md).
 
 log = logging.getLogger("evo")
 
@@ -43,6 +45,7 @@ INTERRUPTED = "interrupted"
 
 def load_problem(cfg: DictConfig) -> Problem:
     from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
     try:
         return instantiate(cfg.problem.instance)
@@ -112,6 +115,12 @@ def resume_command(run_dir: Path) -> str:
 # ---- the run ---------------------------------------------------------------------------
 def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, resumed: bool) -> int:
     """Run the engine on an open store (under the writer lock) and close the store."""
+    from evo.engine import Engine
+    from evo.evaluation import Evaluator
+    from evo.llm import CachedBackend, open_backend
+    from evo.progress import Progress
+    from sandbox import Sandbox, SandboxError
+
     file_log = _log_to(run_dir)
     reason: str | None = None
     received: list[int] = []

@@ -273,7 +273,9 @@ class _Flight:
         self.decide = self.first_new
         while self.cursor < self.last:
             stopping = self.engine.stop_requested.is_set() or bool(self.halt)
-            if not stopping:
+            if stopping:
+                self.gate.close()  # wakes the candidates waiting for a request slot: they stop
+            else:
                 self._decide_ready()
             following = self.decided.get(self.cursor + 1)
             if following is not None and following.ready():
@@ -404,8 +406,6 @@ class _Flight:
         if not self.halt and self.cursor < self.last:
             # Spend and time budgets: nothing new starts; what has begun is finished.
             self.halt = engine.exhausted()
-            if self.halt:
-                self.gate.close()
         self._after_commit()
         return ""
 
@@ -413,7 +413,8 @@ class _Flight:
 class _Gate:
     """At most ``slots`` LLM requests at once; a waiting candidate with a lower id goes
     first (results are committed in id order, so the oldest is the most awaited).
-    Once closed, or once a stop is requested, no request starts."""
+    Once closed, or once a stop is requested, no request starts: a slot is only ever
+    given after that is checked (a waiter wakes when a slot frees or the gate closes)."""
 
     def __init__(self, slots: int, stop: threading.Event):
         self._free = slots
@@ -428,7 +429,7 @@ class _Gate:
             heapq.heappush(self._waiting, cid)
             try:
                 while not self._shut() and (self._free == 0 or self._waiting[0] != cid):
-                    self._cond.wait(_POLL_S)  # a timeout, to see a stop requested from a signal handler
+                    self._cond.wait()
                 if self._shut():
                     raise _Stopped
             finally:

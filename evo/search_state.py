@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evo.archive import Archive, MeasureAxis
+from evo.archive import Archive, MeasureAxis, RecordedArchive
 from evo.bandit import Bandit, BanditConfig
 from evo.operators import OPERATORS
 from evo.reflection import Memory
@@ -42,7 +42,7 @@ class Told:
 
 @dataclass
 class SearchState:
-    archive: Archive
+    archive: Archive | RecordedArchive
     bandit: Bandit
     _memory: Memory
     reward: str = "improvement"
@@ -62,15 +62,18 @@ class SearchState:
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
-              bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None) -> "SearchState":
+              bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None,
+              recorded: bool = False) -> "SearchState":
+        """``recorded``: take each candidate's archive verdict and reward as recorded at
+        its commit instead of computing them (see ``as_recorded``)."""
         config = bandit if isinstance(bandit, BanditConfig) else BanditConfig(policy=bandit)
-        return cls(Archive(axes, qd_reference), Bandit(arms, config, dict(weights or {})), Memory(),
-                   reward=config.reward)
+        archive = RecordedArchive(axes) if recorded else Archive(axes, qd_reference)
+        return cls(archive, Bandit(arms, config, dict(weights or {})), Memory(), reward=config.reward)
 
     @classmethod
-    def for_settings(cls, settings: "Settings") -> "SearchState":
+    def for_settings(cls, settings: "Settings", recorded: bool = False) -> "SearchState":
         return cls.empty(settings.axes, settings.qd_reference, settings.arms, settings.bandit,
-                         settings.arm_weights)
+                         settings.arm_weights, recorded)
 
     @classmethod
     def from_store(cls, store: "Store", settings: "Settings", below: int | None = None) -> "SearchState":
@@ -80,17 +83,25 @@ class SearchState:
             state.tell(record)
         return state
 
+    @classmethod
+    def as_recorded(cls, store: "Store", settings: "Settings") -> "SearchState":
+        """The state after every committed candidate, the archive as the run recorded it:
+        what read-only commands show. Each record's cell, archive status and reward are
+        what the engine computed at its commit, so this equals ``from_store`` (the tests
+        check it) without pyribs, whose import alone takes about 3 s."""
+        state = cls.for_settings(settings, recorded=True)
+        for record in store.candidates():
+            state.tell(record)
+        return state
+
     def digest(self) -> str:
         """The archive digest: equal archives, equal digests (see Archive.digest)."""
         return self.archive.digest(self.code_hashes())
 
     def tell(self, record: CandidateRecord) -> Told:
-        """Apply one finished candidate; ``record``'s archive fields are ignored and recomputed."""
-        qd_before = self.archive.qd_score
-        status, cell = 0, None
-        if record.status == "ok" and record.score is not None and record.measures is not None:
-            status, cell = self.archive.add(record.id, record.score, record.measures)
-        reward = self._reward(status, self.archive.qd_score - qd_before)
+        """Apply one finished candidate; ``record``'s archive fields are ignored and
+        recomputed (unless the archive is a recorded one)."""
+        status, cell, reward = self._offer(record)
         if record.operator in self.bandit.stats:
             self.bandit.update(record.operator, reward, self._chance(record))
         self._learn_from(record, status)
@@ -121,6 +132,19 @@ class SearchState:
             del self._chances[seen]
         available = self.available_arms()
         self._chances[record.id] = self.bandit.probabilities(available) if available else {}
+
+    def _offer(self, record: CandidateRecord) -> tuple[int, int | None, float]:
+        """Offer the candidate to the archive: its status there (0 not added, 1 improved,
+        2 new cell), its cell, and the bandit's reward for it."""
+        if isinstance(self.archive, RecordedArchive):
+            if record.archive_status > 0:
+                self.archive.enter(record.id, record.score, record.measures, record.cell, record.qd_score)
+            return record.archive_status, record.cell, record.reward
+        qd_before = self.archive.qd_score
+        status, cell = 0, None
+        if record.status == "ok" and record.score is not None and record.measures is not None:
+            status, cell = self.archive.add(record.id, record.score, record.measures)
+        return status, cell, self._reward(status, self.archive.qd_score - qd_before)
 
     def _reward(self, status: int, qd_gain: float) -> float:
         if self.reward == "qd_gain":
