@@ -264,7 +264,7 @@ class _Flight:
         self.state = engine._rebuild(below=self.cursor + 1)
         # Resumed: the committed candidates after that state are told again, not run again.
         resumed = [r for r in engine.store.candidates(below=self.first_new) if r.id > self.cursor]
-        self.arms = {r.id: r.operator for r in resumed}  # a record's operator is its arm (one model)
+        self.arms.update((r.id, r.operator) for r in resumed)  # a record's operator is its arm (one model)
         self._after_commit()
         for record in resumed:
             self.state.tell(record)
@@ -353,11 +353,11 @@ class _Flight:
     def _decide_ready(self) -> None:
         """Decide, in id order, the candidates whose drafts are ready."""
         while self.decide in self.drafts and self.drafts[self.decide].done():
-            if self.drafts[self.decide].exception() is not None:
-                if isinstance(self.drafts[self.decide].exception(), _Stopped):
-                    return  # the run is stopping; the loop sees it next
-                self.drafts[self.decide].result()  # a bug: raise it here
-            self.decided[self.decide] = self._decision(self.drafts.pop(self.decide).result())
+            draft = self.drafts[self.decide]
+            if isinstance(draft.exception(), _Stopped):
+                return  # the run is stopping; the loop sees it next
+            self.decided[self.decide] = self._decision(draft.result())  # a failed slot raises here
+            del self.drafts[self.decide]
             self.decide += 1
 
     def _verify_twin(self, cid: int) -> bool:
