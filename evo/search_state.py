@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from evo.archive import Archive, MeasureAxis, RecordedArchive
-from evo.bandit import Bandit, BanditConfig
+from evo.bandit import Bandit, BanditConfig, arm_operator
 from evo.operators import OPERATORS
 from evo.reflection import Memory
 from evo.store import CandidateRecord
@@ -184,7 +184,7 @@ class SearchState:
     def _available(self, needs) -> tuple[str, ...]:
         out = []
         for arm in self.bandit.arms:
-            op = OPERATORS[arm.split("@")[0]]
+            op = OPERATORS[arm_operator(arm)]
             if op.source == "failed":
                 ok = bool(self.failed)
             elif op.source == "none":
