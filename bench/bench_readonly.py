@@ -81,7 +81,8 @@ def main() -> None:
             times = [timed(command) for _ in range(ns.repeat)]
             rows.append((name, [w for w, _ in times], [c for _, c in times]))
         load = max(load, os.getloadavg()[0])
-    print(f"# a finished run of {count} candidates; {ns.repeat} runs each after a warm-up; load average up to {load:.1f}")
+    print(f"# a finished run of {count} candidates; {ns.repeat} runs each after a warm-up; "
+          f"load average up to {load:.1f}")
     print("| command | wall s (min / median / max) | CPU s (min / median / max) |")
     print("|---|---|---|")
     for name, walls, cpus in rows:

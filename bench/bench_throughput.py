@@ -6,9 +6,9 @@ each request, drawn from the request's hash) after a latency drawn from a seeded
 lognormal: median 8 s, sigma 0.6, times --scale to keep the benchmark short. Every
 configuration gets the same sequence of latencies, in the order requests arrive.
 
-For each number of requests in flight (llm.concurrency, the keys of --candidates), one run of the
-batched engine (batch_size = that number, the natural setting) and runs of this engine
-with windows of 1 to 4 times that number (--windows). Bin packing on one generated
+For each number of requests in flight (llm.concurrency, the keys of --candidates), one
+run of the batched engine (batch_size = that number, the natural setting) and runs of
+this engine with windows of 1 to 4 times that number (--windows). Bin packing on one generated
 Weibull instance of 1,000 items, all operators (crossovers and elitist mutations ask for
 reflections), workers=2, --candidates candidates per run.
 
@@ -158,7 +158,8 @@ def main() -> None:
     plan = {int(k): int(v) for k, v in (item.split(":") for item in ns.candidates.split(","))}
     multiples = [int(m) for m in ns.windows.split(",")]
     print(f"# {uptime()}")
-    print(f"# latencies: lognormal, median {MEDIAN_S * ns.scale:g} s (8 s x {ns.scale:g}), sigma {SIGMA}, seed {ns.seed}")
+    print(f"# latencies: lognormal, median {MEDIAN_S * ns.scale:g} s (8 s x {ns.scale:g}), sigma {SIGMA}, "
+          f"seed {ns.seed}")
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         folder = Path(tmp)
