@@ -25,23 +25,26 @@ import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from evo.engine import Engine
 from evo.errors import HostError, UserError
-from evo.evaluation import Evaluator
 from evo.host import Reserve, write_fault
-from evo.llm import CachedBackend, open_backend
-from evo.progress import Progress
 from evo.search_state import SearchState
 from evo.settings import Settings, read_settings
 from evo.store import STORE_NAME, Store, writer_lock
 from problems.base import Problem
-from sandbox import Sandbox, SandboxError
+
+if TYPE_CHECKING:
+    from evo.engine import Engine
+    from evo.evaluation import Evaluator
+    from sandbox import SandboxError
+
+# The engine, the sandbox and Hydra's instantiate are imported where a run starts or a
+# problem is loaded: read-only commands import this module for snapshot_config and should
+# answer in well under a second (evo/commands/README.md).
 
 log = logging.getLogger("evo")
 
@@ -50,6 +53,7 @@ INTERRUPTED = "interrupted"
 
 def load_problem(cfg: DictConfig) -> Problem:
     from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
     try:
         return instantiate(cfg.problem.instance)
@@ -126,6 +130,13 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
            resumed: bool) -> int:
     """Run the engine on an open store (under the writer lock, with the reserve held) and
     close the store."""
+    from evo.engine import Engine
+    from evo.evaluation import Evaluator
+    from sandbox import SandboxError
+    from evo.llm import CachedBackend, open_backend
+    from evo.progress import Progress
+    from sandbox import Sandbox, SandboxError
+
     file_log: logging.Handler | None = None
     reason: str | None = None
     received: list[int] = []
@@ -190,6 +201,8 @@ def _stopped_by_host(exc: HostError | SandboxError, store: Store, run_dir: Path,
             log.error("stopped: host: %s", fault)
         except HostError:
             pass  # the log cannot take it; the store has it
+    else:  # the engine's own reason, whose write failed: the reserve makes room for it
+        _mark_stopped(store, INTERRUPTED if reason == INTERRUPTED else "finished", reason)
     try:
         kept = store.count()
         note = f" ({kept} committed candidate{'' if kept == 1 else 's'} kept)"

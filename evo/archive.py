@@ -89,11 +89,65 @@ class Archive:
         return float(np.maximum(self.qd_reference - scores, 0.0).sum())
 
     def cell_coordinates(self, cell: int) -> tuple[int, ...]:
-        return tuple(int(i) for i in np.unravel_index(cell, [a.bins for a in self.axes]))
+        return _coordinates(self.axes, cell)
 
     def digest(self, code_hash: dict[int, str]) -> str:
-        """A hash over the sorted elites (cell, code hash, score): equal archives, equal digests."""
-        h = hashlib.sha256()
-        for e in sorted(self.elites(), key=lambda e: e.cell):
-            h.update(f"{e.cell}:{code_hash[e.cid]}:{e.score:.12g};".encode())
-        return h.hexdigest()[:16]
+        return _digest(self.elites(), code_hash)
+
+
+class RecordedArchive:
+    """The archive as a run recorded it, without pyribs (whose import alone takes about 3 s).
+
+    Every committed candidate carries the cell it fell in and whether it entered the
+    archive there (``archive_status``, from ``Archive.add`` at its commit), so a cell's
+    elite is the last candidate that entered it. Read-only commands rebuild the archive
+    this way; the engine, which must decide, uses ``Archive``."""
+
+    def __init__(self, axes: tuple[MeasureAxis, ...]):
+        self.axes = axes
+        self._by_cell: dict[int, Elite] = {}
+        self._cells = int(np.prod([a.bins for a in axes]))
+        self._best: Elite | None = None
+        self.qd_score = 0.0
+
+    def enter(self, cid: int, score: float, measures: tuple[float, ...], cell: int, qd_score: float) -> None:
+        """Candidate ``cid`` entered ``cell``; ``qd_score`` is the archive's after it, as recorded."""
+        if not 0 <= cell < self._cells:
+            raise ValueError(f"candidate {cid} entered cell {cell}, outside the archive's {self._cells} cells")
+        clipped = tuple(min(max(m, a.low), a.high) for m, a in zip(measures, self.axes))
+        elite = self._by_cell[cell] = Elite(cid, score, clipped, cell)
+        # An elite is only ever replaced by a better one: the best so far is the best.
+        if self._best is None or (score, cid) < (self._best.score, self._best.cid):
+            self._best = elite
+        self.qd_score = qd_score
+
+    def elites(self) -> list[Elite]:
+        return sorted(self._by_cell.values(), key=lambda e: (e.score, e.cid))
+
+    def __len__(self) -> int:
+        return len(self._by_cell)
+
+    def best(self) -> Elite | None:
+        return self._best
+
+    @property
+    def coverage(self) -> float:
+        return len(self._by_cell) / self._cells
+
+    def cell_coordinates(self, cell: int) -> tuple[int, ...]:
+        return _coordinates(self.axes, cell)
+
+    def digest(self, code_hash: dict[int, str]) -> str:
+        return _digest(self.elites(), code_hash)
+
+
+def _coordinates(axes: tuple[MeasureAxis, ...], cell: int) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(cell, [a.bins for a in axes]))
+
+
+def _digest(elites: list[Elite], code_hash: dict[int, str]) -> str:
+    """A hash over the sorted elites (cell, code hash, score): equal archives, equal digests."""
+    h = hashlib.sha256()
+    for e in sorted(elites, key=lambda e: e.cell):
+        h.update(f"{e.cell}:{code_hash[e.cid]}:{e.score:.12g};".encode())
+    return h.hexdigest()[:16]

@@ -19,9 +19,10 @@ The bandit's state is a pure function of its updates in order: the engine replay
 committed candidates to rebuild it, so nothing here is stored apart from the snapshot
 shown by ``evo inspect``.
 
-An arm is rewarded after its candidate is committed. Candidates of one batch are chosen
-before any of them returns, so each choice counts the batch's earlier choices as pending
-pulls; otherwise a deterministic policy (UCB1) would pick one arm for the whole batch.
+An arm is rewarded after its candidate is committed. Candidates in flight together (the
+engine's window) are chosen before any of them returns, so each choice counts the
+earlier choices still in flight as pending pulls; otherwise a deterministic policy (UCB1)
+would pick one arm for the whole window.
 """
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ REWARDS = ("improvement", "qd_gain")
 def arm_name(operator: str, model: str | None = None) -> str:
     """The arm of an operator, or of an operator and a model when several LLMs compete."""
     return operator if not model else f"{operator}@{model}"
+
+
+def arm_operator(arm: str) -> str:
+    """The operator of an arm (see ``arm_name``)."""
+    return arm.split("@", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ class Bandit:
     # ---- choosing ------------------------------------------------------------------
     def choose(self, rng: np.random.Generator, pending: Counter | None = None,
                available: Iterable[str] | None = None) -> str:
-        """One arm. ``pending``: arms chosen for this batch and not yet rewarded;
+        """One arm. ``pending``: arms chosen for candidates in flight, not yet rewarded;
         ``available``: the arms that can be used now (all when None)."""
         mask = self._mask(available)
         if self.policy == "thompson":

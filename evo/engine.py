@@ -1,20 +1,30 @@
-"""The engine loop: ask the backend for candidates, evaluate them, tell the archive.
+"""The engine loop: a window of candidates in flight, committed in id order.
 
-Candidates are made in batches. Every candidate of a batch is planned (operator, parents,
-prompt) from the state left by the previous batch, with a random generator seeded by the
-run's seed and the candidate's id; its answer and evaluation then run concurrently; and
-results are committed strictly in id order. So one seed and one batch size give one run,
-whatever the timing, and a run resumed in the middle of a batch plans that batch again
-from the same state and makes the same requests (answered from the LLM cache).
+At most ``window`` candidates are in flight. Candidate k is planned (evo.planning) from
+the search state as it stands once candidate k - window is committed, at that moment,
+with random generators seeded by the run's seed and k. Its work then runs in a slot of its
+own: its reflection request if it has one, its LLM request (at most ``llm.concurrency``
+requests at once, the lowest id first), the parse and the functional-hash probe. In id
+order, the main thread decides whether each candidate is new, against every candidate
+before it, committed or still in flight, and starts its evaluation; results are committed
+strictly in id order.
+
+Every decision depends on the candidates before it, never on when answers arrive: one
+seed and one window give one run, whatever the latencies, the number of workers, and
+however the run is interrupted and resumed. A resumed run plans its candidates in flight
+again from the same states and makes the same requests, answered from the LLM cache.
 """
 from __future__ import annotations
 
 import ast
+import heapq
 import threading
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -23,44 +33,29 @@ from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
 from evo.llm.retry import is_provider_failure
 from evo.measures import MEASURES
-from evo.operators import ANSWER_STOP, OPERATORS, Operator, Parent, render, render_reflection
 from evo.parse import ParseError, parse_answer
+from evo.planning import LongTerm, Plan, Planner
 from evo.progress import Progress
-from evo.reflection import compare
 from evo.search_state import SearchState
 from evo.settings import Settings
 from evo.store import CandidateRecord, Store
 from problems.base import Dataset, Problem
 
 SEED_OPERATOR = "seed"
+# A probe that hits these limits ends its candidate: the full evaluation, on more and
+# larger states, would only hit them again. Other probe failures go on to the evaluation,
+# since the probe's synthetic states may be harsher than real instances.
+PROBE_ENDS = ("timeout", "memory")
+_POLL_S = 0.2  # how often the main thread looks for a stop while it waits
 
 
 class _Stopped(Exception):
-    """A candidate's draft that was not started because the run is stopping."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything decided about a candidate before its request is sent."""
-
-    cid: int
-    batch: int
-    operator: str
-    parents: tuple[int, ...]
-    request: Request
-
-
-@dataclass(frozen=True)
-class Reflection:
-    """What an operator's prompt shows as its reflection, and its terms for the offline model."""
-
-    text: str = ""
-    hints: tuple[str, ...] = ()
+    """A request that was not sent because the run is stopping."""
 
 
 @dataclass(frozen=True)
 class Draft:
-    """A candidate between its answer and its commit."""
+    """A candidate between its answer and the decision on its evaluation."""
 
     plan: Plan
     response: Response | None
@@ -69,6 +64,19 @@ class Draft:
     syntax: str | None
     parse_error: str
     probe: Probe | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the engine does with a draft: evaluate it, or take an earlier result."""
+
+    draft: Draft
+    evaluation: Future[Evaluation] | None = None
+    repeat: bool = False  # a syntactic repeat of an earlier candidate
+    twin: int | None = None  # the earlier candidate it behaves like on the probe states
+
+    def ready(self) -> bool:
+        return self.evaluation is None or self.evaluation.done()
 
 
 class Engine:
@@ -80,6 +88,7 @@ class Engine:
         self.evaluator = evaluator
         self.backend = backend
         self.progress = progress
+        self.planner = Planner(settings, problem, asks_llm=settings.llm.get("backend") != "offline")
         self.train: Dataset = problem.train_set()
         self.stop_requested = threading.Event()
         self._provider_failures = 0
@@ -91,31 +100,25 @@ class Engine:
         """Run until a budget is reached or a stop is requested; return why it stopped."""
         if self.store.count() == 0:
             self._commit(self._evaluate_seed(), self._rebuild(below=0))
-        batch_size = self.settings.batch_size
-        state: SearchState | None = None
-        with ThreadPoolExecutor(self.settings.llm_concurrency, "llm") as llm_pool, \
-                ThreadPoolExecutor(self.settings.workers, "eval") as eval_pool:
-            while True:
-                reason = self.exhausted()
-                if reason:
-                    return reason
-                done = self.store.count()
-                batch = (done - 1) // batch_size
-                start = 1 + batch * batch_size
-                end = min(start + batch_size, self.settings.budget.evaluations)
-                if state is None:  # on (re)start: the state as the previous batch left it
-                    state = self._rebuild(below=start)
-                plans = self._plan(state, range(start, end), batch)
-                try:
-                    stopped = self._run_batch(state, plans, llm_pool, eval_pool)
-                except BaseException:
-                    # A failure (a full disk, say) ends the run: what is queued is never
-                    # started, so no request is paid for whose answer may not be kept.
-                    for pool in (llm_pool, eval_pool):
-                        pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-                if stopped:
-                    return stopped
+        reason = self.exhausted()
+        if reason:
+            return reason
+        gate = _Gate(self.settings.llm_concurrency, self.stop_requested)
+        slots = ThreadPoolExecutor(self.settings.window, "slot")
+        evaluations = ThreadPoolExecutor(self.settings.workers, "eval")
+        try:
+            return _Flight(self, gate, slots, evaluations).run()
+        except BaseException:
+            # A failure (a full disk, say) ends the run: what is queued never starts, so no
+            # request is paid for whose answer may not be kept.
+            gate.close()
+            for pool in (slots, evaluations):
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            gate.close()
+            for pool in (slots, evaluations):
+                pool.shutdown(wait=True)
 
     def exhausted(self) -> str:
         budget = self.settings.budget
@@ -123,11 +126,12 @@ class Engine:
             return "interrupted"
         if self.store.count() >= budget.evaluations:
             return f"budget.evaluations reached ({budget.evaluations})"
-        totals = self.store.totals()
-        if budget.llm_calls is not None and totals["n"] >= budget.llm_calls:
-            return f"budget.llm_calls reached ({budget.llm_calls})"
-        if budget.cost_usd is not None and totals["cost_usd"] >= budget.cost_usd:
-            return f"budget.cost_usd reached (${totals['cost_usd']:.4f} of ${budget.cost_usd})"
+        if budget.llm_calls is not None or budget.cost_usd is not None:
+            totals = self.store.totals()
+            if budget.llm_calls is not None and totals["n"] >= budget.llm_calls:
+                return f"budget.llm_calls reached ({budget.llm_calls})"
+            if budget.cost_usd is not None and totals["cost_usd"] >= budget.cost_usd:
+                return f"budget.cost_usd reached (${totals['cost_usd']:.4f} of ${budget.cost_usd})"
         if budget.wall_time_s is not None and self.elapsed() >= budget.wall_time_s:
             return f"budget.wall_time_s reached ({budget.wall_time_s:g} s)"
         return ""
@@ -135,220 +139,35 @@ class Engine:
     def elapsed(self) -> float:
         return self._elapsed_before + time.monotonic() - self._started
 
-    # ---- planning -------------------------------------------------------------------
-    def _plan(self, state: SearchState, ids: range, batch: int) -> list[Plan]:
-        pending: Counter = Counter()
-        available = state.available_arms()
-        chosen: list[tuple[int, Operator, list[Parent]]] = []
-        for cid in ids:
-            rng = np.random.default_rng([self.settings.seed, cid])
-            arm = self._choose_operator(state, rng, pending, available)
-            pending[arm] += 1
-            operator = OPERATORS[arm.split("@")[0]]
-            chosen.append((cid, operator, self._choose_parents(state, operator, rng)))
-        reflections = self._reflect(state, chosen, ids.start)
-        return [Plan(cid, batch, operator.name, tuple(p.cid for p in parents),
-                     self._request(operator, parents, cid, reflections.get(cid, Reflection())))
-                for cid, operator, parents in chosen]
-
-    def _choose_operator(self, state: SearchState, rng: np.random.Generator, pending: Counter,
-                         available: tuple[str, ...]) -> str:
-        """The bandit's arm, among those whose operator can work now (a repair needs a
-        failure; a crossover needs two elites)."""
-        return state.bandit.choose(rng, pending, available)
-
-    def _choose_parents(self, state: SearchState, operator: Operator, rng: np.random.Generator) -> list[Parent]:
-        if operator.source == "none":
-            return []
-        if operator.source == "failed":
-            # One of the five most recent failures: recent code is closest to today's elites.
-            ids = [state.failed[-1 - int(rng.integers(min(5, len(state.failed))))]]
-        elif operator.source == "best":
-            best = state.archive.best()
-            ids = [] if best is None else [best.cid]
-        else:
-            rule = self.settings.operator_choice(operator.name).selection or self.settings.selection
-            ids = state.select(operator.arity, rng, rule, self.settings.tournament_size)
-            if operator.source == "ranked":  # better first, as ReEvo's comparison reads them
-                ids.sort(key=lambda i: (state.records[i].score, i))
-        return [self._parent(state.records[i]) for i in ids]
-
-    @staticmethod
-    def _parent(record: CandidateRecord) -> Parent:
-        return Parent(record.id, record.thought, record.code, record.score, record.error)
-
-    def _reflect(self, state: SearchState, chosen: list[tuple[int, Operator, list[Parent]]],
-                 start: int) -> dict[int, Reflection]:
-        """ReEvo's reflections for the batch's crossovers (short-term: the two parents
-        compared) and elitist mutations (long-term: the run's lessons so far).
-
-        Each is first computed from the code and the run (evo.reflection): a pure function
-        of the committed candidates. The offline model acts on that. A real LLM is shown it
-        as evidence and asked for its own reflection: an extra request, cached like any
-        other, whose ``sample`` is negative so that it never collides with a candidate's
-        (-2 cid - 1 for a crossover's, -2 start - 2 for the batch's long-term one).
-        """
-        computed: dict[int, Reflection] = {}
-        asks: dict[int, Request] = {}
-        lessons = None
-        for cid, operator, parents in chosen:
-            if operator.reflection == "short" and len(parents) == 2:
-                better, worse = parents
-                comparison = compare(better.code, worse.code)
-                computed[cid] = Reflection(comparison.text(better.score, worse.score), comparison.better_only)
-                if not self._offline:
-                    asks[cid] = Request(
-                        render_reflection("short", self.problem.description, self.problem.score_name, parents,
-                                          computed[cid].text),
-                        "reflect_short", tuple(p.code for p in parents), -2 * cid - 1)
-            elif operator.reflection == "long":
-                if lessons is None:
-                    lessons = state.memory.lessons()
-                computed[cid] = Reflection(lessons.text(), lessons.hints)
-                if not self._offline and lessons.observed and -1 not in asks:
-                    top = [self._parent(state.records[e.cid]) for e in state.archive.elites()[:3]]
-                    asks[-1] = Request(
-                        render_reflection("long", self.problem.description, self.problem.score_name, top,
-                                          lessons.text()),
-                        "reflect_long", tuple(p.code for p in top), -2 * start - 2)
-        if not asks:
-            return computed
-        with ThreadPoolExecutor(min(len(asks), self.settings.llm_concurrency), "reflect") as pool:
-            answers = dict(zip(asks, pool.map(self.backend.complete, asks.values())))
-        for cid, operator, _ in chosen:
-            key = cid if operator.reflection == "short" else -1
-            answer = answers.get(key)
-            # A failed reflection request leaves the computed reflection in the prompt.
-            if answer is not None and answer.ok and answer.text.strip() and cid in computed:
-                computed[cid] = Reflection(answer.text.strip(), computed[cid].hints)
-        return computed
-
-    @property
-    def _offline(self) -> bool:
-        return self.settings.llm.get("backend") == "offline"
-
-    def _request(self, operator: Operator, parents: list[Parent], cid: int,
-                 reflection: Reflection) -> Request:
-        messages = render(operator, self.problem.description, self.problem.signature,
-                          self.problem.score_name, parents, reflection.text)
-        # An operator without parents still gives the offline model a skeleton to fill.
-        codes = tuple(p.code for p in parents) or (self.problem.seed_code,)
-        return Request(messages=messages, operator=operator.name, parents=codes, sample=cid,
-                       hints=reflection.hints, stop=ANSWER_STOP)
-
-    # ---- one batch ------------------------------------------------------------------
-    def _run_batch(self, state: SearchState, plans: list[Plan], llm_pool: ThreadPoolExecutor,
-                   eval_pool: ThreadPoolExecutor) -> str:
-        committed = {plan.cid: self.store.candidate(plan.cid) for plan in plans}
-        known = frozenset(state.by_syntax)
-        drafts = {plan.cid: llm_pool.submit(self._draft, plan, known)
-                  for plan in plans if committed[plan.cid] is None}
-        # In id order, decide which drafts are new and start their evaluations; the
-        # decision sees the batch's earlier candidates, so it never depends on timing.
-        seen_syntax = {r.syntactic_hash for r in committed.values() if r and r.syntactic_hash}
-        # Only first occurrences (no dedup): a collision has its hash too, but the batch's
-        # later twins are compared with the first of their kind, resumed or not.
-        seen_function = {r.functional_hash: r.id for r in committed.values()
-                         if r and r.functional_hash and r.dedup is None}
-        ready: dict[int, Draft] = {}
-        twins: dict[int, int] = {}
-        evaluations: dict[int, Future[Evaluation]] = {}
-        for plan in plans:
-            if plan.cid not in drafts:
-                continue
-            if self.stop_requested.is_set():
-                break
-            try:
-                draft = ready[plan.cid] = drafts[plan.cid].result()
-            except _Stopped:
-                break
-            if not draft.syntax or draft.syntax in state.by_syntax or draft.syntax in seen_syntax:
-                continue
-            seen_syntax.add(draft.syntax)
-            functional = draft.probe.hash if draft.probe else None
-            twin = state.by_function.get(functional, seen_function.get(functional)) if functional else None
-            if twin is None:
-                if functional:
-                    seen_function[functional] = plan.cid
-            else:
-                twins[plan.cid] = twin
-                if not self._verify_twin(plan.cid):
-                    continue
-            evaluations[plan.cid] = eval_pool.submit(self.evaluator.evaluate, draft.code, self.train)
-        for plan in plans:
-            if committed[plan.cid] is not None:
-                state.tell(committed[plan.cid])
-                continue
-            if plan.cid not in ready:
-                return "interrupted"
-            record = self._finish(state, ready[plan.cid], evaluations.get(plan.cid), twins.get(plan.cid))
-            self._commit(record, state)
-            # Counted across batches: a provider that refuses every request (a wrong key, a
-            # wrong URL) stops the run instead of burning its budget on errors. A per-prompt
-            # failure (an empty answer, a rejected request) does not count.
-            failing = record.status == "llm_failed" and is_provider_failure(record.error)
-            self._provider_failures = self._provider_failures + 1 if failing else 0
-            if self._provider_failures >= self.settings.max_consecutive_llm_failures:
-                return (f"llm: {self._provider_failures} requests in a row failed; "
-                        f"last error: {record.error}")
-        return ""
-
-    def _verify_twin(self, cid: int) -> bool:
-        """Whether this functional hash hit is evaluated anyway, to catch collisions."""
-        rng = np.random.default_rng([self.settings.seed, cid, 1])
-        return bool(rng.random() < self.settings.verify_rate)
-
-    def _draft(self, plan: Plan, known_syntax: frozenset[str]) -> Draft:
-        if self.stop_requested.is_set():
-            # Still queued when the stop came (the main thread may be waiting on a slow
-            # answer meanwhile): its request is never sent. Nothing new after a stop.
-            raise _Stopped
-        try:
-            response = self.backend.complete(plan.request)
-        except BaseException:
-            # The answer could not be kept (a full disk, say): the run ends, and the drafts
-            # queued behind this one send no request.
-            self.stop_requested.set()
-            raise
-        if not response.ok:
-            return Draft(plan, response, "", "", None, response.error)
-        try:
-            parsed = parse_answer(response.text, self.problem.entry, len(self.problem.arg_names))
-        except ParseError as exc:
-            return Draft(plan, response, "", "", None, str(exc))
-        syntax = syntactic_hash(parsed.code, self.problem.entry)
-        # An exact repeat of a committed candidate needs no process at all.
-        probe = None if syntax in known_syntax or not self.settings.probe_states else self.evaluator.probe(parsed.code)
-        return Draft(plan, response, parsed.thought, parsed.code, syntax, "", probe)
-
-    def _finish(self, state: SearchState, draft: Draft, evaluation: Future[Evaluation] | None,
-                twin: int | None) -> CandidateRecord:
-        """Turn a draft into its record, waiting for its evaluation if it has one."""
-        response = draft.response
+    # ---- a candidate's record ------------------------------------------------------------
+    def _finish(self, state: SearchState, decision: Decision) -> CandidateRecord:
+        """Turn a decided draft into its record (its evaluation, if any, has finished)."""
+        draft = decision.draft
+        response, probe = draft.response, draft.probe
         fields = dict(
-            id=draft.plan.cid, batch=draft.plan.batch, operator=draft.plan.operator,
-            parents=draft.plan.parents, thought=draft.thought, code=draft.code,
+            id=draft.plan.cid, batch=draft.plan.after, operator=draft.plan.operator.name,
+            parents=tuple(p.cid for p in draft.plan.parents), thought=draft.thought, code=draft.code,
             syntactic_hash=draft.syntax, model=response.model if response else "",
             prompt_tokens=response.prompt_tokens if response else 0,
             completion_tokens=response.completion_tokens if response else 0,
             cost_usd=response.cost_usd if response else 0.0,
             llm_s=response.latency_s if response else 0.0,
-            functional_hash=draft.probe.hash if draft.probe else None,
-            probe_s=draft.probe.seconds if draft.probe else 0.0,
+            functional_hash=probe.hash if probe else None,
+            probe_s=probe.seconds if probe else 0.0,
         )
         if response is not None and not response.ok:
             return self._record(fields, status="llm_failed", error=response.error)
         if draft.parse_error:
             return self._record(fields, status="invalid", error=f"parse: {draft.parse_error}")
-        if evaluation is None:
-            if twin is None:
-                twin, kind = state.by_syntax[draft.syntax], "syntactic"  # earlier in the batch too
-            else:
-                kind = "functional"
-            return self._equivalent(fields, state.records[twin], kind)
-        result = evaluation.result()
-        if twin is not None:
-            original = state.records[twin]
+        if decision.repeat:  # its first occurrence is committed by now
+            return self._equivalent(fields, state.records[state.by_syntax[draft.syntax]], "syntactic")
+        if probe is not None and probe.status in PROBE_ENDS:
+            return self._record(fields, status=probe.status, error=f"on the probe states: {probe.error}")
+        if decision.evaluation is None:
+            return self._equivalent(fields, state.records[decision.twin], "functional")
+        result = decision.evaluation.result()
+        if decision.twin is not None:
+            original = state.records[decision.twin]
             if result.status == original.status and _same_score(result, original):
                 return self._equivalent(fields, original, "verified", eval_s=result.seconds)
             fields["dedup"] = "collision"  # the hash merged different behaviours: keep this result
@@ -389,8 +208,8 @@ class Engine:
             code=code, status="ok", error="", score=result.verdict.score, measures=measures, cell=None,
             archive_status=0, reward=0.0, syntactic_hash=syntactic_hash(code, self.problem.entry),
             functional_hash=probe.hash if probe else None, equivalent_to=None, dedup=None, model="",
-            prompt_tokens=0, completion_tokens=0, cost_usd=0.0, llm_s=0.0, probe_s=probe.seconds if probe else 0.0, eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0,
-            created=time.time(),
+            prompt_tokens=0, completion_tokens=0, cost_usd=0.0, llm_s=0.0, probe_s=probe.seconds if probe else 0.0,
+            eval_s=result.seconds, best_score=None, coverage=0.0, qd_score=0.0, created=time.time(),
         )
 
     # ---- committing -------------------------------------------------------------------
@@ -404,8 +223,287 @@ class Engine:
         self.store.commit_candidate(record, {"bandit": state.bandit.snapshot(), "elapsed_s": self.elapsed()})
         self.progress.update(record, self.store.count(), self.elapsed())
 
+    def _count_provider_failure(self, record: CandidateRecord) -> str:
+        """Counted across candidates: a provider that refuses every request (a wrong key, a
+        wrong URL) stops the run instead of burning its budget on errors. A per-prompt
+        failure (an empty answer, a rejected request) does not count."""
+        failing = record.status == "llm_failed" and is_provider_failure(record.error)
+        self._provider_failures = self._provider_failures + 1 if failing else 0
+        if self._provider_failures >= self.settings.max_consecutive_llm_failures:
+            return f"llm: {self._provider_failures} requests in a row failed; last error: {record.error}"
+        return ""
+
     def _rebuild(self, below: int) -> SearchState:
         return SearchState.from_store(self.store, self.settings, below=below)
+
+
+class _Flight:
+    """One session of the loop: the window's plans, drafts and decisions, and the state.
+
+    The main thread keeps three positions, each moving in id order: the state is the one
+    after candidate ``cursor`` (the last committed); ``decide`` is the next candidate
+    whose evaluation is to be decided; plans exist up to ``cursor + window``.
+    """
+
+    def __init__(self, engine: Engine, gate: "_Gate", slots: ThreadPoolExecutor, evaluations: ThreadPoolExecutor):
+        self.engine = engine
+        self.settings = engine.settings
+        self.gate = gate
+        self.slots = slots
+        self.evaluations = evaluations
+        self.window = self.settings.window
+        self.last = self.settings.budget.evaluations - 1  # the last candidate's id
+        self.first_new = engine.store.count()  # candidates below are committed already
+        self.arms: dict[int, str] = {}  # the arm of each candidate in flight (or resumed), by id
+        self.drafts: dict[int, Future[Draft]] = {}
+        self.decided: dict[int, Decision] = {}
+        # Candidates decided and not yet committed, by their syntactic and functional hashes
+        # (the first of their kind); committed ones are in the state's tables.
+        self.syntax_in_flight: dict[str, int] = {}
+        self.function_in_flight: dict[str, int] = {}
+        self.long_term: LongTerm | None = None
+        self.long_terms = _Shared()
+        self.halt = ""  # why no new work starts (a budget reached), once it is so
+        self.failure: BaseException | None = None  # what ended a candidate's slot, if anything did
+
+    def run(self) -> str:
+        engine, window = self.engine, self.window
+        # The earliest state that a candidate in flight, or the long-term reflection it
+        # shows, was planned from: the run replays from there.
+        self.cursor = window * (max(0, self.first_new - window) // window)
+        self.state = engine._rebuild(below=self.cursor + 1)
+        # Resumed: the committed candidates after that state are told again, not run again.
+        resumed = [r for r in engine.store.candidates(below=self.first_new) if r.id > self.cursor]
+        self.arms.update((r.id, r.operator) for r in resumed)  # a record's operator is its arm (one model)
+        self._after_commit()
+        for record in resumed:
+            self.state.tell(record)
+            self.cursor = record.id
+            self._after_commit()
+        self.decide = self.first_new
+        while self.cursor < self.last:
+            if self.failure is not None:
+                raise self.failure
+            stopping = self.engine.stop_requested.is_set() or bool(self.halt)
+            if stopping:
+                self.gate.close()  # wakes the candidates waiting for a request slot: they stop
+            else:
+                self._decide_ready()
+            following = self.decided.get(self.cursor + 1)
+            if following is not None and following.ready():
+                reason = self._commit(self.decided.pop(self.cursor + 1))
+                if reason:
+                    return reason
+                continue
+            if following is None and stopping:
+                return self.halt or "interrupted"
+            waiting = [f for f in (self.drafts.get(self.decide), following and following.evaluation) if f]
+            wait(waiting, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        return engine.exhausted()
+
+    # ---- planning -----------------------------------------------------------------------
+    def _after_commit(self) -> None:
+        """The state is now the one after candidate ``cursor``: refresh the long-term
+        reflection once per window, and plan the candidates that wait for this state."""
+        cursor, window = self.cursor, self.window
+        if cursor % window == 0:
+            self.long_term = self.engine.planner.long_term(self.state, cursor)
+            self.long_terms.forget_before(cursor - window)
+        for cid in range(1, window + 1) if cursor == 0 else (cursor + window,):
+            if self.first_new <= cid <= self.last and not self.halt and not self.engine.stop_requested.is_set():
+                self._plan(cid)
+
+    def _plan(self, cid: int) -> None:
+        for old in [i for i in self.arms if i <= cid - self.window]:
+            del self.arms[old]
+        pending = Counter(self.arms.values())  # the window's earlier candidates, none committed yet
+        plan = self.engine.planner.plan(self.state, cid, self.cursor, pending, self.long_term)
+        self.arms[cid] = plan.arm
+        self.drafts[cid] = self.slots.submit(self._fly, plan)
+
+    # ---- a candidate's slot (a thread of its own) ---------------------------------------
+    def _fly(self, plan: Plan) -> Draft:
+        """The candidate's work up to the decision: its requests, parse, and probe."""
+        try:
+            return self._draft(plan)
+        except _Stopped:
+            raise
+        except BaseException as exc:
+            # Its answer could not be kept, or its probe not run (a full disk, say): the run
+            # ends with this error, and the candidates waiting for a request slot send none.
+            if self.failure is None:
+                self.failure = exc
+            self.gate.close()
+            raise
+
+    def _draft(self, plan: Plan) -> Draft:
+        response = self._ask(plan)
+        if not response.ok:
+            return Draft(plan, response, "", "", None, response.error)
+        try:
+            problem = self.engine.problem
+            parsed = parse_answer(response.text, problem.entry, len(problem.arg_names))
+        except ParseError as exc:
+            return Draft(plan, response, "", "", None, str(exc))
+        syntax = syntactic_hash(parsed.code, self.engine.problem.entry)
+        # A repeat of a candidate committed before the plan needs no process at all. (Only
+        # those: whether a later one is committed yet depends on timing.)
+        first = self.state.by_syntax.get(syntax)
+        known = first is not None and first <= plan.after
+        probe = None if known or not self.settings.probe_states else self.engine.evaluator.probe(parsed.code)
+        return Draft(plan, response, parsed.thought, parsed.code, syntax, "", probe)
+
+    def _ask(self, plan: Plan) -> Response:
+        text = plan.reflection.text
+        shared = plan.long_term if plan.long_term is not None and plan.long_term.ask is not None else None
+        mine = False
+        if shared is not None:
+            answer, mine = self.long_terms.claim(shared.after)
+            if not mine:  # another candidate asks; wait without holding a request slot
+                text = _reflection(answer.result(), text)
+        try:
+            with self.gate.slot(plan.cid):
+                if mine:
+                    answer.set_result(self.engine.backend.complete(shared.ask))
+                    text = _reflection(answer.result(), text)
+                if plan.ask is not None:
+                    text = _reflection(self.engine.backend.complete(plan.ask), text)
+                return self.engine.backend.complete(self.engine.planner.request(plan, text))
+        except BaseException as exc:
+            if mine and not answer.done():
+                answer.set_exception(exc)  # those waiting for it stop too
+            raise
+
+    # ---- deciding -------------------------------------------------------------------------
+    def _decide_ready(self) -> None:
+        """Decide, in id order, the candidates whose drafts are ready."""
+        while self.decide in self.drafts and self.drafts[self.decide].done():
+            draft = self.drafts[self.decide]
+            if isinstance(draft.exception(), _Stopped):
+                return  # the run is stopping; the loop sees it next
+            self.decided[self.decide] = self._decision(draft.result())  # a failed slot raises here
+            del self.drafts[self.decide]
+            self.decide += 1
+
+    def _verify_twin(self, cid: int) -> bool:
+        """Whether this functional hash hit is evaluated anyway, to catch collisions."""
+        rng = np.random.default_rng([self.settings.seed, cid, 1])
+        return bool(rng.random() < self.settings.verify_rate)
+
+    def _decision(self, draft: Draft) -> Decision:
+        """Whether the draft is evaluated. It is compared with every earlier candidate,
+        committed (the state's tables) or in flight (decided here before it, in id order),
+        so the decision never depends on timing."""
+        state, cid = self.state, draft.plan.cid
+        if not draft.syntax:
+            return Decision(draft)
+        if draft.syntax in state.by_syntax or draft.syntax in self.syntax_in_flight:
+            return Decision(draft, repeat=True)
+        self.syntax_in_flight[draft.syntax] = cid
+        if draft.probe is not None and draft.probe.status in PROBE_ENDS:
+            return Decision(draft)
+        functional = draft.probe.hash if draft.probe else None
+        twin = None
+        if functional:
+            twin = state.by_function.get(functional, self.function_in_flight.get(functional))
+            if twin is None:
+                self.function_in_flight[functional] = cid
+            elif not self._verify_twin(cid):
+                return Decision(draft, twin=twin)
+        evaluation = self.evaluations.submit(self.engine.evaluator.evaluate, draft.code, self.engine.train)
+        return Decision(draft, evaluation, twin=twin)
+
+    # ---- committing -----------------------------------------------------------------------
+    def _commit(self, decision: Decision) -> str:
+        """Commit the next candidate and plan the one that waited for it; a reason to stop
+        at once, or ""."""
+        engine = self.engine
+        record = engine._finish(self.state, decision)
+        engine._commit(record, self.state)
+        self.cursor = record.id
+        for table, key in ((self.syntax_in_flight, record.syntactic_hash),
+                           (self.function_in_flight, record.functional_hash)):
+            if key is not None and table.get(key) == record.id:
+                del table[key]  # the state's tables have it now
+        failing = engine._count_provider_failure(record)
+        if failing:
+            return failing
+        if not self.halt and self.cursor < self.last:
+            # Spend and time budgets: nothing new starts; what has begun is finished.
+            self.halt = engine.exhausted()
+        self._after_commit()
+        return ""
+
+
+class _Gate:
+    """At most ``slots`` LLM requests at once; a waiting candidate with a lower id goes
+    first (results are committed in id order, so the oldest is the most awaited).
+    Once closed, or once a stop is requested, no request starts: a slot is only ever
+    given after that is checked (a waiter wakes when a slot frees or the gate closes)."""
+
+    def __init__(self, slots: int, stop: threading.Event):
+        self._free = slots
+        self._stop = stop
+        self._closed = False
+        self._waiting: list[int] = []
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def slot(self, cid: int) -> Iterator[None]:
+        with self._cond:
+            heapq.heappush(self._waiting, cid)
+            try:
+                while not self._shut() and (self._free == 0 or self._waiting[0] != cid):
+                    self._cond.wait()
+                if self._shut():
+                    raise _Stopped
+            finally:
+                self._waiting.remove(cid)
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+    def _shut(self) -> bool:
+        return self._closed or self._stop.is_set()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Shared:
+    """The shared long-term reflection answers, one per refresh: the first candidate that
+    needs one asks for it, the others wait for its answer."""
+
+    def __init__(self) -> None:
+        self._answers: dict[int, Future[Response]] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, after: int) -> tuple[Future[Response], bool]:
+        """The answer for the refresh after candidate ``after``, and whether the caller
+        is the one to ask for it."""
+        with self._lock:
+            if after in self._answers:
+                return self._answers[after], False
+            answer = self._answers[after] = Future()
+            return answer, True
+
+    def forget_before(self, after: int) -> None:
+        with self._lock:
+            for key in [k for k in self._answers if k < after]:
+                del self._answers[key]
+
+
+def _reflection(answer: Response, computed: str) -> str:
+    """An LLM's reflection; a failed or empty one leaves the computed reflection."""
+    return answer.text.strip() if answer.ok and answer.text.strip() else computed
 
 
 def _same_score(result: Evaluation, original: CandidateRecord) -> bool:

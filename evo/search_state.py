@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evo.archive import Archive, MeasureAxis
-from evo.bandit import Bandit, BanditConfig
+from evo.archive import Archive, MeasureAxis, RecordedArchive
+from evo.bandit import Bandit, BanditConfig, arm_operator
 from evo.operators import OPERATORS
 from evo.reflection import Memory
 from evo.selection import select
@@ -38,9 +38,9 @@ class Told:
 
 @dataclass
 class SearchState:
-    archive: Archive
+    archive: Archive | RecordedArchive
     bandit: Bandit
-    memory: Memory
+    _memory: Memory
     reward: str = "improvement"
     records: dict[int, CandidateRecord] = field(default_factory=dict)
     by_syntax: dict[str, int] = field(default_factory=dict)
@@ -48,22 +48,28 @@ class SearchState:
     failed: list[int] = field(default_factory=list)
     children: Counter = field(default_factory=Counter)  # parent id -> children evaluated
     successes: Counter = field(default_factory=Counter)  # parent id -> children that entered the archive
-    # The bandit's probabilities as they were when the current batch was planned (EXP3
-    # weighs a reward by the chance its arm had), and which batch that was.
-    _batch: int | None = None
-    _planned: dict[str, float] = field(default_factory=dict)
+    # EXP3 weighs a reward by the chance its arm had when the candidate was planned: the
+    # bandit's probabilities after each candidate that a plan in flight may have seen (a
+    # record's ``batch`` is the last candidate committed when it was planned).
+    _chances: dict[int, dict[str, float]] = field(default_factory=dict)
+    # Observations for the long-term reflection, fed to its memory when it is read: only
+    # planning reads it, and a read-only command need not pay for parsing every candidate.
+    _unobserved: list[tuple[str, float, str, float]] = field(default_factory=list)
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
-              bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None) -> "SearchState":
+              bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None,
+              recorded: bool = False) -> "SearchState":
+        """``recorded``: take each candidate's archive verdict and reward as recorded at
+        its commit instead of computing them (see ``as_recorded``)."""
         config = bandit if isinstance(bandit, BanditConfig) else BanditConfig(policy=bandit)
-        return cls(Archive(axes, qd_reference), Bandit(arms, config, dict(weights or {})), Memory(),
-                   reward=config.reward)
+        archive = RecordedArchive(axes) if recorded else Archive(axes, qd_reference)
+        return cls(archive, Bandit(arms, config, dict(weights or {})), Memory(), reward=config.reward)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> "SearchState":
+    def for_settings(cls, settings: Settings, recorded: bool = False) -> "SearchState":
         return cls.empty(settings.axes, settings.qd_reference, settings.arms, settings.bandit,
-                         settings.arm_weights)
+                         settings.arm_weights, recorded)
 
     @classmethod
     def from_store(cls, store: Store, settings: Settings, below: int | None = None) -> "SearchState":
@@ -73,24 +79,27 @@ class SearchState:
             state.tell(record)
         return state
 
+    @classmethod
+    def as_recorded(cls, store: "Store", settings: "Settings") -> "SearchState":
+        """The state after every committed candidate, the archive as the run recorded it:
+        what read-only commands show. Each record's cell, archive status and reward are
+        what the engine computed at its commit, so this equals ``from_store`` (the tests
+        check it) without pyribs, whose import alone takes about 3 s."""
+        state = cls.for_settings(settings, recorded=True)
+        for record in store.candidates():
+            state.tell(record)
+        return state
+
     def digest(self) -> str:
         """The archive digest: equal archives, equal digests (see Archive.digest)."""
         return self.archive.digest(self.code_hashes())
 
     def tell(self, record: CandidateRecord) -> Told:
-        """Apply one finished candidate; ``record``'s archive fields are ignored and recomputed."""
-        if record.batch != self._batch:
-            # The first candidate of a batch: the state is the one its plan was made from.
-            self._batch = record.batch
-            available = self.available_arms()
-            self._planned = self.bandit.probabilities(available) if available else {}
-        qd_before = self.archive.qd_score
-        status, cell = 0, None
-        if record.status == "ok" and record.score is not None and record.measures is not None:
-            status, cell = self.archive.add(record.id, record.score, record.measures)
-        reward = self._reward(status, self.archive.qd_score - qd_before)
+        """Apply one finished candidate; ``record``'s archive fields are ignored and
+        recomputed (unless the archive is a recorded one)."""
+        status, cell, reward = self._offer(record)
         if record.operator in self.bandit.stats:
-            self.bandit.update(record.operator, reward, self._planned.get(record.operator, 1.0))
+            self.bandit.update(record.operator, reward, self._chance(record))
         self._learn_from(record, status)
         self.records[record.id] = record
         if record.syntactic_hash:
@@ -99,9 +108,39 @@ class SearchState:
             self.by_function.setdefault(record.functional_hash, record.id)
         if record.status not in ("ok", "equivalent", "llm_failed") and record.code:
             self.failed.append(record.id)
+        self._remember_chances(record)
         best = self.archive.best()
         return Told(status, cell, reward, None if best is None else best.score,
                     self.archive.coverage, self.archive.qd_score)
+
+    def _chance(self, record: CandidateRecord) -> float:
+        if self.bandit.policy != "exp3":
+            return 1.0  # only EXP3's update reads it
+        return self._chances[record.batch].get(record.operator, 1.0)
+
+    def _remember_chances(self, record: CandidateRecord) -> None:
+        """The probabilities after ``record``, for the candidates planned from here. Only
+        for EXP3: a Monte Carlo estimate per candidate (Thompson) would cost more than the
+        rest of a replay."""
+        if self.bandit.policy != "exp3":
+            return
+        for seen in [k for k in self._chances if k < record.batch]:  # planned from earlier states: none left
+            del self._chances[seen]
+        available = self.available_arms()
+        self._chances[record.id] = self.bandit.probabilities(available) if available else {}
+
+    def _offer(self, record: CandidateRecord) -> tuple[int, int | None, float]:
+        """Offer the candidate to the archive: its status there (0 not added, 1 improved,
+        2 new cell), its cell, and the bandit's reward for it."""
+        if isinstance(self.archive, RecordedArchive):
+            if record.archive_status > 0:
+                self.archive.enter(record.id, record.score, record.measures, record.cell, record.qd_score)
+            return record.archive_status, record.cell, record.reward
+        qd_before = self.archive.qd_score
+        status, cell = 0, None
+        if record.status == "ok" and record.score is not None and record.measures is not None:
+            status, cell = self.archive.add(record.id, record.score, record.measures)
+        return status, cell, self._reward(status, self.archive.qd_score - qd_before)
 
     def _reward(self, status: int, qd_gain: float) -> float:
         if self.reward == "qd_gain":
@@ -120,7 +159,15 @@ class SearchState:
         first = self.records.get(record.parents[0])
         if (record.status == "ok" and record.score is not None and first is not None
                 and first.status == "ok" and first.score is not None):
-            self.memory.observe(first.code, first.score, record.code, record.score)
+            self._unobserved.append((first.code, first.score, record.code, record.score))
+
+    @property
+    def memory(self) -> Memory:
+        """The long-term reflection's evidence, up to the last candidate told."""
+        for observation in self._unobserved:
+            self._memory.observe(*observation)
+        self._unobserved.clear()
+        return self._memory
 
     # ---- what planning reads -----------------------------------------------------------
     def available_arms(self) -> tuple[str, ...]:
@@ -133,7 +180,7 @@ class SearchState:
     def _available(self, needs) -> tuple[str, ...]:
         out = []
         for arm in self.bandit.arms:
-            op = OPERATORS[arm.split("@")[0]]
+            op = OPERATORS[arm_operator(arm)]
             if op.source == "failed":
                 ok = bool(self.failed)
             elif op.source == "none":

@@ -31,7 +31,7 @@ class Budget:
 class Settings:
     seed: int
     workers: int
-    batch_size: int
+    window: int  # candidates in flight; with the seed it fixes the run (evo.engine)
     budget: Budget
     operators: tuple[OperatorChoice, ...]  # the enabled operators, in config order
     selection: str
@@ -75,7 +75,8 @@ def read_settings(cfg: DictConfig) -> Settings:
     settings = Settings(
         seed=_int(cfg, "seed", minimum=0),
         workers=_int(cfg, "workers", minimum=1),
-        batch_size=_int(cfg, "batch_size", minimum=1),
+        # A run made before the window planned in batches of batch_size: its window is that size.
+        window=_int(cfg, "batch_size" if "window" not in cfg and "batch_size" in cfg else "window", minimum=1),
         budget=Budget(
             evaluations=_int(budget, "evaluations", minimum=1, where="budget"),
             llm_calls=_optional(budget, "llm_calls", int, "budget"),

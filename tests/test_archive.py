@@ -2,6 +2,8 @@
 archive, rebuilt from the store, is the one the live run kept candidate by candidate."""
 import json
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from evo.archive import Archive, MeasureAxis
 from evo.search_state import SearchState
 from evo.settings import read_settings
 from evo.store import Store
-from tests.conftest import TOY, run_evo
+from tests.conftest import REPO, TOY, evo_env, run_evo
 
 AXES = (MeasureAxis("code_size", 4, 0.0, 40.0), MeasureAxis("behaviour", 5, 0.0, 1.0))
 
@@ -116,6 +118,29 @@ def test_the_archive_rebuilt_from_the_store_is_the_live_one(toy_run):
     snapshot = rebuilt.bandit.snapshot()
     assert bandit == json.loads(json.dumps(snapshot))
     assert sum(s["pulls"] for s in snapshot["arms"].values()) == len(records) - 1  # all but the seed
+
+
+def test_the_archive_as_recorded_is_the_replayed_one_without_pyribs(toy_run):
+    """What read-only commands read (each record's own archive verdict) equals the replay
+    through pyribs, and reading it never imports pyribs (seconds of imports)."""
+    run_dir, _ = toy_run
+    settings = read_settings(snapshot_config(run_dir))
+    store = Store.open_readonly(run_dir)
+    try:
+        replayed, recorded = SearchState.from_store(store, settings), SearchState.as_recorded(store, settings)
+    finally:
+        store.close()
+    assert recorded.archive.elites() == replayed.archive.elites()
+    assert recorded.archive.best() == replayed.archive.best()
+    assert recorded.digest() == replayed.digest()
+    assert (recorded.archive.coverage, recorded.archive.qd_score) == (replayed.archive.coverage,
+                                                                       replayed.archive.qd_score)
+    assert recorded.bandit.snapshot() == replayed.bandit.snapshot()
+    assert recorded.records == replayed.records
+    for command in (["elites", str(run_dir)], ["show", str(run_dir), "5"], ["inspect", str(run_dir), "--no-test"]):
+        script = f"import sys; from evo.cli import main; main({command!r}); assert 'ribs' not in sys.modules, 'ribs'"
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=evo_env(), cwd=REPO)
+        assert done.returncode == 0 and done.stdout, done.stderr
 
 
 def test_every_row_records_best_coverage_and_qd_score(toy_run):

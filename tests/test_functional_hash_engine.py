@@ -63,7 +63,7 @@ def _run(tmp_path: Path, name: str, codes: list[str], *overrides: str) -> dict[i
     with ScriptedServer(default=behaviour) as server:
         result = run_evo(
             "run", "llm=local", f"llm.base_url={server.url}", "llm.api_key_env=null", "llm.concurrency=1",
-            "batch_size=1", "operators.crossover.weight=0", "operators.elitist.weight=0",
+            "window=1", "operators.crossover.weight=0", "operators.elitist.weight=0",
             f"budget.evaluations={len(codes) + 1}", *TRAIN, *overrides, f"hydra.run.dir={run_dir}", timeout=240)
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert server.count == len(codes)  # no request other than the candidates'

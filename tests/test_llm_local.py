@@ -157,7 +157,7 @@ def _port_of(run_dir: Path) -> int:
 def test_a_real_model_runs_end_to_end_and_its_replay_sends_nothing(tmp_path):
     needs_model()
     run_dir = tmp_path / "run"
-    result = run_evo("run", "llm=llamacpp", "budget.evaluations=4", "workers=1", "batch_size=3",
+    result = run_evo("run", "llm=llamacpp", "budget.evaluations=4", "workers=1", "window=3",
                      f"hydra.run.dir={run_dir}", timeout=900)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert _server_pids(_port_of(run_dir)) == []  # stopped with the run
@@ -180,7 +180,7 @@ def test_a_real_model_runs_end_to_end_and_its_replay_sends_nothing(tmp_path):
     # A replay needs no server: no llama.cpp process starts, and the run is the same.
     replay_dir = tmp_path / "replay"
     replayed = run_evo("run", "llm=replay", f"llm.source={run_dir}", "budget.evaluations=4", "workers=1",
-                       "batch_size=3", f"hydra.run.dir={replay_dir}", timeout=600)
+                       "window=3", f"hydra.run.dir={replay_dir}", timeout=600)
     assert replayed.returncode == 0, (replayed.stdout, replayed.stderr)
     assert not (replay_dir / "llm-server.log").exists()
     columns = "id, operator, code, status, score, completion_tokens"

@@ -70,7 +70,7 @@ def test_no_answer_is_paid_twice_across_ctrl_c_and_sigkill(tmp_path):
     server = ScriptedServer(default=behaviour).start()
     # Batches of 12 with 2 requests at a time; no reflection requests, so that the first
     # request is candidate 1's, which the engine waits for first.
-    run = [*TOY, "seed=5", "budget.evaluations=30", "batch_size=12", "~operators.crossover", "~operators.elitist"]
+    run = [*TOY, "seed=5", "budget.evaluations=30", "window=12", "~operators.crossover", "~operators.elitist"]
     run_dir = tmp_path / "run"
     try:
         # 1. Ctrl-C while candidate 1's request hangs and candidate 2's is slow.
@@ -134,7 +134,7 @@ def test_a_stop_right_after_a_collision_resumes_into_the_same_candidates(tmp_pat
     scripted = [near, tricky, tricky_too]
     with ScriptedServer(default=lambda n: answer(toy_answer(scripted[n] if n < 3 else
                                                             f"    return options * {n}.0\n"))) as server:
-        overrides = [*TOY, "budget.evaluations=5", "batch_size=4", "hashing.verify_rate=1.0", *llm_args(server),
+        overrides = [*TOY, "budget.evaluations=5", "window=4", "hashing.verify_rate=1.0", *llm_args(server),
                      "llm.concurrency=1",  # answers in id order: the n-th request is candidate n
                      "~operators.crossover", "~operators.elitist"]  # no reflection requests
         whole = tmp_path / "whole"

@@ -32,13 +32,13 @@ def test_unknown_command_and_missing_run_folder(tmp_path):
 
 
 def test_a_run_stores_every_candidate_and_reports_its_best(run_dir):
-    result = run_evo("run", *TOY, "budget.evaluations=25", f"hydra.run.dir={run_dir}", check=True)
+    result = run_evo("run", *TOY, "budget.evaluations=33", f"hydra.run.dir={run_dir}", check=True)
     assert "best:" in result.stdout and "largest" in result.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     db = sqlite3.connect(run_dir / "run.sqlite")
     rows = db.execute("SELECT id, operator, parents, thought, code, status, score, measures, eval_s FROM candidates"
                       " ORDER BY id").fetchall()
-    assert [r[0] for r in rows] == list(range(25))
+    assert [r[0] for r in rows] == list(range(33))
     assert rows[0][1] == "seed"
     evaluated = [r for r in rows if r[5] == "ok"]
     assert len(evaluated) >= 5

@@ -123,11 +123,11 @@ def test_a_sweep_launched_again_with_a_larger_budget_extends_its_runs(sweep, tmp
         assert (meta["state"], count) == ("finished", 8)
     # Another constant than the runs had is another experiment: refused, the runs untouched.
     before = {name: fingerprint(copy / name) for name in FOLDERS}
-    other = run_evo("run", *TOY, "--multirun", "seed=0,1", "budget.evaluations=8", "batch_size=2",
+    other = run_evo("run", *TOY, "--multirun", "seed=0,1", "budget.evaluations=8", "window=2",
                     f"hydra.sweep.dir={copy}")
     assert other.returncode == 2, other.stdout + other.stderr
     for name in FOLDERS:
-        assert f"{name}  failed   {copy / name} holds a run with another config (batch_size differ)" in other.stderr
+        assert f"{name}  failed   {copy / name} holds a run with another config (window differ)" in other.stderr
         assert fingerprint(copy / name) == before[name]
 
 

@@ -1,5 +1,5 @@
 """What the read-only commands (inspect, elites, show, export, report) share: opening a run
-without disturbing its writer, rebuilding its archive exactly as the engine does, the
+without disturbing its writer, rebuilding its archive as the run recorded it, the
 run's state, lineage, and plain-JSON output.
 
 Readers never take the writer's lock and never write through the reader connection; a
@@ -104,8 +104,9 @@ def open_run(run_dir: Path) -> Iterator[Run]:
         cfg = snapshot_config(run_dir)
         settings = read_settings(cfg)
         # One SELECT over the candidates: a consistent snapshot even while the run writes.
+        # The archive as each candidate's commit recorded it: no pyribs (seconds of imports).
         try:
-            state = SearchState.from_store(store, settings)
+            state = SearchState.as_recorded(store, settings)
         except (ValueError, KeyError, TypeError) as exc:
             # A store this evo cannot replay (written by an incompatible version, say).
             raise UserError(f"the archive of {run_dir} cannot be rebuilt: {exc}") from None

@@ -1,7 +1,7 @@
 """`evo elites RUN_DIR [--json] [--sort score|cell|id]`: the archive, one row per occupied cell.
 
-The archive is rebuilt from the store exactly as the engine rebuilds it, so the rows are
-the elites the run would select parents from right now. ``--json`` keys are documented
+The archive is rebuilt from the store as the run recorded it (see common.open_run), so the
+rows are the elites the run would select parents from right now. ``--json`` keys are documented
 in evo/commands/README.md.
 """
 from __future__ import annotations
