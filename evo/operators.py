@@ -32,6 +32,10 @@ from evo.llm.base import Message
 # the 0.5B model's answers it was 16% of all output. A blank line, not just the closing
 # fence, so that a bare opening fence after some prose does not end the answer early.
 ANSWER_STOP = ("\n```\n\n",)
+# Reflections are asked for in at most 30 words (about 45 tokens). The 0.5B model wrote 320
+# tokens of them on average, 13 s each at its speed, most of it restating the task; a cap
+# keeps the useful start and the time.
+REFLECTION_MAX_TOKENS = 128
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 from evo.bandit import arm_operator
 from evo.llm.base import Request
-from evo.operators import ANSWER_STOP, OPERATORS, Operator, Parent, render, render_reflection
+from evo.operators import ANSWER_STOP, OPERATORS, REFLECTION_MAX_TOKENS, Operator, Parent, render, render_reflection
 from evo.reflection import compare
 from evo.search_state import SearchState
 from evo.settings import Settings
@@ -85,7 +85,8 @@ class Planner:
             if self.asks_llm:
                 ask = Request(render_reflection("short", self.problem.description, self.problem.score_name,
                                                 list(parents), reflection.text),
-                              "reflect_short", tuple(p.code for p in parents), -2 * cid - 1)
+                              "reflect_short", tuple(p.code for p in parents), -2 * cid - 1,
+                              max_tokens=REFLECTION_MAX_TOKENS)
         elif operator.reflection == "long":
             reflection, shared = long_term.reflection, long_term
         return Plan(cid, after, arm, operator, parents, reflection, ask, shared)
@@ -99,7 +100,8 @@ class Planner:
         top = [parent(state.records[e.cid]) for e in state.archive.elites()[:3]]
         ask = Request(render_reflection("long", self.problem.description, self.problem.score_name, top,
                                         reflection.text),
-                      "reflect_long", tuple(p.code for p in top), -2 * after - 2)
+                      "reflect_long", tuple(p.code for p in top), -2 * after - 2,
+                      max_tokens=REFLECTION_MAX_TOKENS)
         return LongTerm(after, reflection, ask)
 
     def request(self, plan: Plan, reflection_text: str) -> Request:

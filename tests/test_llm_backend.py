@@ -55,6 +55,31 @@ def test_normal_answer_fills_text_tokens_cost_latency(llm_server):
     assert "def priority" in parsed.code and parsed.thought.startswith("Variant 0")
 
 
+def test_a_request_sends_its_stop_text_and_a_cap_below_max_tokens(llm_server):
+    """A reflection asks for a short answer: its cap, not llm.max_tokens, limits it; a cap
+    above llm.max_tokens does not raise the limit."""
+    from dataclasses import replace
+
+    short = replace(request(), stop=("\n```\n\n",), max_tokens=128)
+    assert backend(llm_server, max_tokens=321).complete(short).ok
+    assert backend(llm_server, max_tokens=100).complete(short).ok
+    first, second = llm_server.requests
+    assert first["max_tokens"] == 128 and first["stop"] == ["\n```\n\n"]
+    assert second["max_tokens"] == 100
+
+
+def test_the_cache_key_names_a_cap_only_when_there_is_one():
+    """Keys of requests without a cap (every request of a run made before caps) are unchanged:
+    the last line pins the key that the code before caps gave."""
+    from evo.llm import cache_key
+
+    req = request()
+    plain = cache_key("m", req.messages, {"max_tokens": 321}, 0)
+    assert cache_key("m", req.messages, {"max_tokens": 321}, 0, (), None) == plain
+    assert cache_key("m", req.messages, {"max_tokens": 321}, 0, (), 128) != plain
+    assert plain == "fd55b70cda54123d0a57a910b28d6bd6807324792636151bfec87a7994043fa7"
+
+
 def test_429_waits_retry_after_then_succeeds(llm_server):
     # A 30 s backoff base shows that the server's Retry-After (1 s) sets the wait.
     llm_server.script(status(429, retry_after=1), answer("{t}\n```python\ndef priority(item, bins):\n    return bins\n```"))

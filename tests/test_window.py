@@ -16,6 +16,7 @@ from collections import Counter
 
 from evo.app import execute
 from evo.cli import compose_config
+from evo.operators import ANSWER_STOP, REFLECTION_MAX_TOKENS
 from llm_server import ScriptedServer, answer
 from tests.conftest import TOY
 from tests.test_resume import outcome
@@ -39,7 +40,7 @@ def run_with_latencies(run_dir, latency_seed: int, concurrency: int, overrides: 
         args = ["llm=local", f"llm.base_url={server.url}", "llm.model=openai/test", f"llm.concurrency={concurrency}",
                 "llm.max_retries=0", "llm.timeout_s=60", "llm.api_key_env=null"]
         assert execute(compose_config([*RUN, *args, *overrides]), run_dir) == 0
-        requests = server.count
+        requests = list(server.requests)
     return outcome(run_dir), requests
 
 
@@ -49,10 +50,14 @@ def test_latencies_and_concurrency_do_not_change_the_run(tmp_path):
     assert second.records == first.records
     assert second.digest == first.digest
     assert second.cache_keys == first.cache_keys
-    assert asked == len(first.cache_keys)  # every request once, shared reflections included
+    assert len(asked) == len(first.cache_keys)  # every request once, shared reflections included
     with sqlite3.connect(tmp_path / "a" / "run.sqlite") as db:
         asks = Counter(json.loads(r)["operator"] for (r,) in db.execute("SELECT request_json FROM llm_cache"))
     assert asks["reflect_short"] and asks["reflect_long"], asks
+    # Reflections are capped short; candidates' answers end where their code block closes.
+    capped = [body for body in asked if body["max_tokens"] == REFLECTION_MAX_TOKENS]
+    assert len(capped) == asks["reflect_short"] + asks["reflect_long"]
+    assert all(body["stop"] == list(ANSWER_STOP) for body in asked if body not in capped)
     # The window is part of the run: another window, another run.
     other, _ = run_with_latencies(tmp_path / "c", latency_seed=1, concurrency=3, overrides=("window=3",))
     assert other.records != first.records

@@ -74,11 +74,13 @@ def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
 
 
 def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int,
-              stop: tuple[str, ...] = ()) -> str:
+              stop: tuple[str, ...] = (), max_tokens: int | None = None) -> str:
     key: dict[str, Any] = {"model": model, "messages": [[m.role, m.content] for m in messages],
                            "params": dict(params), "sample": sample}
     if stop:  # absent when empty, so that the keys of runs made before stop existed still match
         key["stop"] = list(stop)
+    if max_tokens is not None:  # likewise
+        key["max_tokens"] = max_tokens
     canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -93,7 +95,8 @@ class CachedBackend:
         self.params = {k: llm[k] for k in _ANSWER_PARAMS if llm.get(k) is not None}
 
     def complete(self, request: Request) -> Response:
-        key = cache_key(self.model, request.messages, self.params, request.sample, request.stop)
+        key = cache_key(self.model, request.messages, self.params, request.sample, request.stop,
+                        request.max_tokens)
         row = self.store.cached_response(key)
         if row is not None and not row["error"]:
             return Response(

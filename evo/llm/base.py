@@ -32,6 +32,8 @@ class Request:
     # Where the answer may end: text that, once generated, is not worth paying for. An LLM
     # stops there (the stop text itself is not returned); the offline model ignores it.
     stop: tuple[str, ...] = ()
+    # A cap on the answer below llm.max_tokens, for answers asked to be short (reflections).
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ class LiteLLMBackend:
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": min(self.max_tokens, request.max_tokens or self.max_tokens),
             "timeout": self.timeout_s,
             "max_retries": 0,
             "drop_params": True,  # e.g. reasoning models that refuse a temperature
