@@ -72,6 +72,11 @@ def test_run_records_tokens_and_cost_and_resume_is_served_from_the_cache(tmp_pat
     candidates = db.execute("SELECT * FROM candidates WHERE id > 0 ORDER BY id").fetchall()
     assert len(candidates) == REQUESTS and sorted(cache) == [c["id"] for c in candidates]
 
+    # The summary says what the LLM cost: the requests and tokens the server saw.
+    completion = sum(count_tokens(heuristic_answer(n)) for n in range(REQUESTS))
+    assert (f"llm:          {REQUESTS} requests, {sum(sent_prompts):,} prompt + {completion:,} completion tokens, $"
+            in resumed.stdout), resumed.stdout
+
     answers = {heuristic_answer(n): n for n in range(REQUESTS)}
     codes = {heuristic_code(n) for n in range(REQUESTS)}
     for row in cache.values():

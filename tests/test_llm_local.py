@@ -174,7 +174,10 @@ def test_a_real_model_runs_end_to_end_and_its_replay_sends_nothing(tmp_path):
         # Every answer went through the parser: it gave code, or a reason it could not.
         assert c["code"] or c["error"].startswith("parse: ")
     assert any(c["code"] for c in candidates), [c["error"] for c in candidates]
-    for line in ("evaluations:  4", "best:"):
+    n, prompt, completion = db.execute(
+        "SELECT COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM llm_cache").fetchone()
+    for line in ("evaluations:  4", "best:",
+                 f"llm:          {n} requests, {prompt:,} prompt + {completion:,} completion tokens, $0.0000"):
         assert line in result.stdout
 
     # A replay needs no server: no llama.cpp process starts, and the run is the same.
