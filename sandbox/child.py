@@ -76,11 +76,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def short_traceback(exc: BaseException) -> str:
-    """The candidate's frames (with source lines) and the exception line, trimmed."""
+    """The candidate's frames (with source lines) and the exception line, trimmed. Only
+    the candidate's own frames: a line of the harness that checked its answer means nothing
+    to whoever repairs the candidate (an LLM, through the repair operator)."""
     tb = traceback.extract_tb(exc.__traceback__)
     frames = [f for f in tb if f.filename == CANDIDATE_FILE]
-    if not frames and tb:
-        frames = list(tb)[-1:]
     lines = []
     for f in frames[-2:]:
         lines.append(f'line {f.lineno}, in {f.name}: {(f.line or "").strip()}')

@@ -65,6 +65,13 @@ def test_error_text_names_candidate_line(sb):
     assert len(out.error) <= 400
 
 
+def test_an_answer_the_harness_refuses_is_told_without_the_harness_frames(sb):
+    """The candidate's code ran; the harness could not use what it returned. The error is
+    the exception alone: the harness's source line is noise to whoever repairs the code."""
+    out = sb.run(bp_job("def priority(item, bins):\n    return 'abc'\n"))
+    assert out.status == "error" and out.error == "ValueError: could not convert string to float: 'abc'", out.error
+
+
 def test_syntax_error_and_missing_entry(sb):
     out = sb.run(bp_job("def priority(item, bins)\n    return 1\n"))
     assert out.status == "error" and "SyntaxError" in out.error
