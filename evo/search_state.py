@@ -21,7 +21,7 @@ from evo.settings import Settings
 from evo.store import CandidateRecord, Store
 
 # Statuses whose code ran and failed: candidates the repair operator can work on.
-_REPAIRABLE = ("invalid", "timeout", "memory", "crashed", "forbidden", "error")
+REPAIRABLE = ("invalid", "timeout", "memory", "crashed", "forbidden", "error")
 
 
 @dataclass(frozen=True)
