@@ -35,8 +35,9 @@ ERROR = "IndexError: index 7 is out of bounds for axis 0 with size 7"
 
 
 def load_problem(name: str):
-    node = OmegaConf.load(ROOT / "conf" / "problem" / f"{name}.yaml")
-    return instantiate(node.instance)
+    # Under a `problem` key, as Hydra composes it: the instance refers to ${problem.train}.
+    root = OmegaConf.create({"problem": OmegaConf.load(ROOT / "conf" / "problem" / f"{name}.yaml")})
+    return instantiate(root.problem.instance)
 
 
 def parents_for(problem, arity: int, failed: bool) -> list[Parent]:
