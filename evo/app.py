@@ -23,7 +23,7 @@ import shlex
 import signal
 import sqlite3
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -153,11 +153,14 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
             raise HostError(f"the sandbox cannot start: {exc}") from None
         with sandbox:
             evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
-            with open_backend(settings.llm, problem.entry, tuple(problem.vocabulary), settings.seed,
-                              run_dir) as raw_backend:
-                backend = CachedBackend(raw_backend, store, settings.llm)
+            with ExitStack() as opened:
+                backends = {}
+                for model in settings.models:  # each closed (its local server stopped) on exit
+                    raw = opened.enter_context(open_backend(model.config, problem.entry, tuple(problem.vocabulary),
+                                                            settings.seed, run_dir, model.name))
+                    backends[model.name] = CachedBackend(raw, store, model.config, model.name)
                 progress = Progress(settings.budget.evaluations, problem.score_name)
-                engine = Engine(settings, problem, store, evaluator, backend, progress)
+                engine = Engine(settings, problem, store, evaluator, backends, progress)
                 try:
                     with _graceful_interrupts(engine, run_dir, settings, received):
                         reason = engine.run()

@@ -5,6 +5,11 @@ table once, at start. A request is matched by its ``sample`` (the candidate's in
 and a digest of its messages, so the model name and parameters do not matter. When the
 replayed run asks something the source run never asked (the runs diverged), the answer
 is ``Response(error="replay: no recorded answer for sample N")``.
+
+A run of several models (``llm.models``) is replayed with the same model names (and
+weights, which shape the bandit's choices): each model replays the answers recorded under
+its name, so that two models asked the same question (a shared reflection) keep their own
+answers. The source's names are checked when the backend starts.
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ def _recorded_messages(request_json: str) -> list | None:
 class ReplayBackend:
     """The ``Backend`` for ``llm=replay`` (``backend: replay``)."""
 
-    def __init__(self, cfg: Mapping[str, Any] | Any) -> None:
+    def __init__(self, cfg: Mapping[str, Any] | Any, name: str = "") -> None:
         from evo.llm.litellm_backend import plain
 
         c = plain(cfg)
@@ -66,6 +71,7 @@ class ReplayBackend:
         if not path.is_file():
             raise UserError(f"llm.source: no run database at {path}")
         self.source = path
+        self.name = name
         self._answers: dict[tuple[int, str], Response] = {}
         self._samples: set[int] = set()
         models = self._load(path)
@@ -83,15 +89,23 @@ class ReplayBackend:
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(llm_cache)")}
+                named = "model_name" if "model_name" in columns else "''"  # a store of schema 1
                 rows = db.execute(
-                    "SELECT sample, model, request_json, text, prompt_tokens, completion_tokens,"
-                    " cost_usd, latency_s, error FROM llm_cache ORDER BY created, rowid").fetchall()
+                    f"SELECT sample, model, request_json, text, prompt_tokens, completion_tokens,"
+                    f" cost_usd, latency_s, error, {named} FROM llm_cache ORDER BY created, rowid").fetchall()
+                config = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
             finally:
                 db.close()
         except sqlite3.Error as exc:
             raise UserError(f"llm.source: cannot read the LLM cache in {path}: {exc}") from None
+        names = _model_names(config[0] if config else None) or sorted({row[-1] for row in rows})
+        if names and self.name not in names:
+            raise UserError(_names_mismatch(path, self.name, names))
         models: dict[str, int] = {}
-        for sample, model, request_json, text, p_tok, c_tok, cost, latency, error in rows:
+        for sample, model, request_json, text, p_tok, c_tok, cost, latency, error, name in rows:
+            if name != self.name:
+                continue
             messages = _recorded_messages(request_json)
             if sample is None or messages is None:
                 continue
@@ -117,3 +131,29 @@ class ReplayBackend:
         why = " (it was recorded with a different prompt)" if request.sample in self._samples else ""
         return Response(text="", model=self.model,
                         error=f"replay: no recorded answer for sample {request.sample}{why}")
+
+
+def _model_names(config_yaml: str | None) -> list[str]:
+    """The model names of a run's stored config: [""] for a single unnamed model, [] if unknown."""
+    if not config_yaml:
+        return []
+    from omegaconf import OmegaConf
+
+    try:
+        models = OmegaConf.select(OmegaConf.create(config_yaml), "llm.models", default=None)
+    except Exception:  # noqa: BLE001 - an unreadable config: judge by the cache alone
+        return []
+    if models is None:
+        return [""]
+    return [str(m.get("name")) for m in models]
+
+
+def _names_mismatch(path: Path, name: str, names: list[str]) -> str:
+    if not name:
+        listed = ", ".join(f"{{name: {n}}}" for n in names if n)
+        return (f"llm.source: {path} was made with several models ({', '.join(n for n in names if n)}); "
+                f"replay it with the same models and weights: llm.models=[{listed}]")
+    if names == [""]:
+        return f"llm.source: {path} was made with one unnamed model; replay it without llm.models"
+    return (f"llm.source: {path} has no answers from a model named {name!r} "
+            f"(its models: {', '.join(n for n in names if n)})")
