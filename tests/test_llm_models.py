@@ -284,3 +284,32 @@ def test_reward_per_cost_weighs_each_pull_by_its_cost():
     assert stats["m1@b"].weight_sum == pytest.approx(0.5 + MIN_COST_SHARE)
     assert stats["m1@c"].weight_sum == pytest.approx(MIN_COST_SHARE)
     assert [s.pulls for s in stats.values()] == [1, 2, 1]
+
+
+def test_a_store_made_before_several_models_is_read_and_migrated(tmp_path):
+    """A store of schema 1 (no model_name columns) is read as it is, with the same digest,
+    and migrated when it is resumed; its arms and cache keys stay those of one model."""
+    from evo.app import execute
+    from evo.compose import compose_config
+    from evo.store import SCHEMA_VERSION
+
+    run_dir = tmp_path / "old"
+    assert execute(compose_config([*TOY, "seed=4", "budget.evaluations=12"]), run_dir) == 0
+    before = outcome(run_dir)
+    with closing(sqlite3.connect(run_dir / "run.sqlite")) as db:
+        for table in ("candidates", "llm_cache"):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN model_name")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.commit()
+    s = inspect_json(run_dir)
+    assert s["archive_digest"] == before.digest and list(s["llm"]["models"]) == ["offline-mutation"]
+    assert all("@" not in arm for arm in s["bandit"]["arms"])
+    assert run_evo("resume", str(run_dir), "budget.evaluations=+4").returncode == 0
+    with closing(sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        assert db.execute("SELECT COUNT(*), MAX(model_name) FROM candidates").fetchone() == (16, "")
+        keys = {k for (k,) in db.execute("SELECT key FROM llm_cache")}
+    assert before.cache_keys < keys  # the old answers' keys are kept, the new ones added
+    whole = tmp_path / "whole"
+    assert execute(compose_config([*TOY, "seed=4", "budget.evaluations=16"]), whole) == 0
+    assert outcome(run_dir).digest == outcome(whole).digest and outcome(whole).cache_keys == keys
