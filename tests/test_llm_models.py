@@ -158,6 +158,11 @@ def test_the_per_model_table_counts_what_each_server_saw(per_request):
         assert sum(a["pulls"] for arm, a in arms.items() if arm.endswith("@" + name)) == models[name]["candidates"]
     text = run_evo("inspect", str(run_dir), "--no-test", check=True).stdout
     assert "models" in text and "strong" in text and "weak" in text
+    # The report draws the same table, and its arms chart counts pulls per operator@model.
+    page = run_evo("report", str(run_dir), "-o", "-", check=True).stdout
+    data = json.loads(page.split('id="evo-data">', 1)[1].split("</script>", 1)[0])
+    assert data["summary"]["llm"]["models"] == models
+    assert sum(arm.endswith("@weak") for arm in data["series"]["arm"]) == models["weak"]["candidates"]
 
 
 # ---- replay and resume ------------------------------------------------------------------------
