@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
@@ -106,7 +106,7 @@ class Engine:
         reason = self.exhausted()
         if reason:
             return reason
-        gates = {m.name: _Gate(m.concurrency, self.stop_requested) for m in self.settings.models}
+        gates = _Gates(self.settings, self.stop_requested)
         slots = ThreadPoolExecutor(self.settings.window, "slot")
         evaluations = ThreadPoolExecutor(self.settings.workers, "eval")
         try:
@@ -114,14 +114,12 @@ class Engine:
         except BaseException:
             # A failure (a full disk, say) ends the run: what is queued never starts, so no
             # request is paid for whose answer may not be kept.
-            for gate in gates.values():
-                gate.close()
+            gates.close()
             for pool in (slots, evaluations):
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            for gate in gates.values():
-                gate.close()
+            gates.close()
             for pool in (slots, evaluations):
                 pool.shutdown(wait=True)
 
@@ -251,11 +249,10 @@ class _Flight:
     whose evaluation is to be decided; plans exist up to ``cursor + window``.
     """
 
-    def __init__(self, engine: Engine, gates: dict[str, "_Gate"], slots: ThreadPoolExecutor,
-                 evaluations: ThreadPoolExecutor):
+    def __init__(self, engine: Engine, gates: "_Gates", slots: ThreadPoolExecutor, evaluations: ThreadPoolExecutor):
         self.engine = engine
         self.settings = engine.settings
-        self.gates = gates  # one per model
+        self.gates = gates
         self.slots = slots
         self.evaluations = evaluations
         self.window = self.settings.window
@@ -293,8 +290,7 @@ class _Flight:
                 raise self.failure
             stopping = self.engine.stop_requested.is_set() or bool(self.halt)
             if stopping:
-                for gate in self.gates.values():
-                    gate.close()  # wakes the candidates waiting for a request slot: they stop
+                self.gates.close()  # wakes the candidates waiting for a request slot: they stop
             else:
                 self._decide_ready()
             following = self.decided.get(self.cursor + 1)
@@ -341,8 +337,7 @@ class _Flight:
             # ends with this error, and the candidates waiting for a request slot send none.
             if self.failure is None:
                 self.failure = exc
-            for gate in self.gates.values():
-                gate.close()
+            self.gates.close()
             raise
 
     def _draft(self, plan: Plan) -> Draft:
@@ -376,7 +371,7 @@ class _Flight:
             if not mine:  # another candidate asks; wait without holding a request slot
                 text = _reflection(answer.result(), text)
         try:
-            with self.gates[model].slot(plan.cid):
+            with self.gates.slot(model, plan.cid):
                 if mine:
                     answer.set_result(backend.complete(shared.ask))
                     text = _reflection(answer.result(), text)
@@ -490,6 +485,21 @@ class _Gate:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+class _Gates:
+    """A gate per model (``llm.concurrency`` of each): a request waits for its own
+    model's slots only, so a slow model never holds back a fast one."""
+
+    def __init__(self, settings: Settings, stop: threading.Event):
+        self._gates = {m.name: _Gate(m.concurrency, stop) for m in settings.models}
+
+    def slot(self, model: str, cid: int) -> AbstractContextManager[None]:
+        return self._gates[model].slot(cid)
+
+    def close(self) -> None:
+        for gate in self._gates.values():
+            gate.close()
 
 
 class _Shared:

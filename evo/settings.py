@@ -44,7 +44,6 @@ class Settings:
     limits: Limits
     test_limits: Limits  # for test sets, which can be far larger than the training set
     replay_steps: int
-    llm: dict[str, Any]
     models: tuple[Endpoint, ...]  # the run's LLMs: one unnamed, or several named (llm.models)
     max_consecutive_llm_failures: int
     probe_states: int  # 0 turns the functional hash off
@@ -99,7 +98,6 @@ def read_settings(cfg: DictConfig) -> Settings:
         # Runs made before test_time_factor existed keep their training limits for tests.
         test_limits=_limits(cfg.sandbox, factor=float(cfg.sandbox.get("test_time_factor", 1.0))),
         replay_steps=_int(cfg.evaluation, "replay_steps", minimum=0, where="evaluation"),
-        llm=OmegaConf.to_container(cfg.llm, resolve=True),
         models=_models(cfg.llm),
         max_consecutive_llm_failures=_int(cfg.evaluation, "max_consecutive_llm_failures", minimum=1,
                                           where="evaluation"),
