@@ -48,7 +48,9 @@ def doctor(llm_cfg: Any, out: Callable[[str], None] | None = None) -> int:
     codes = []
     for model in models:
         if model.name:
-            say(f"{'' if not codes else chr(10)}llm.models: {model.name}")
+            if codes:
+                say("")
+            say(f"llm.models: {model.name}")
         codes.append(_check(dict(model.config), say))
     return max(codes)
 
