@@ -72,6 +72,10 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
     if fresh and (run_dir / STORE_NAME).exists():
         _restore_snapshot_file(run_dir)
         raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
+    if fresh:
+        from evo.llm import check_sources
+
+        check_sources(settings.models)
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir), Reserve(run_dir) as reserve:
         if fresh:

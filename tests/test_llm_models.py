@@ -182,6 +182,9 @@ def test_replay_of_a_two_model_run_sends_no_request(servers, per_request, tmp_pa
     # A replay without the source's models is refused with the override to give.
     with pytest.raises(UserError, match=r"several models \(strong, weak\).*llm.models=\[\{name: strong\}"):
         execute(compose_config([*overrides[:-1]]), tmp_path / "refused")
+    with pytest.raises(UserError, match=r"no answers from a model named 'strung' \(its models: strong, weak\)"):
+        execute(compose_config([*overrides[:-1], "llm.models=[{name: strung}, {name: weak}]"]), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before a run folder was made
 
 
 def test_sigkill_and_resume_give_the_same_run(servers, per_request, tmp_path):

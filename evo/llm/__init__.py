@@ -11,7 +11,7 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from evo.errors import UserError
 from evo.llm.base import Backend, Message, Request, Response
@@ -32,6 +32,17 @@ def check_config(llm: Mapping[str, Any]) -> None:
         from evo.llm.llamacpp import installed_model
 
         installed_model(llm)  # the model and the server are installed
+
+
+def check_sources(models: Iterable[Any]) -> None:
+    """Refuse a replay whose source cannot serve it (missing, or made with other models)
+    before a new run's folder is made. Not part of ``check_config``: a replayed run stays
+    readable after its source is gone."""
+    from evo.llm.replay import ReplayBackend
+
+    for model in models:
+        if model.backend == "replay":
+            ReplayBackend(model.config, model.name)
 
 
 @contextmanager

@@ -99,9 +99,9 @@ class ReplayBackend:
                 db.close()
         except sqlite3.Error as exc:
             raise UserError(f"llm.source: cannot read the LLM cache in {path}: {exc}") from None
-        names = _model_names(config[0] if config else None) or sorted({row[-1] for row in rows})
-        if names and self.name not in names:
-            raise UserError(_names_mismatch(path, self.name, names))
+        configured = _model_names(config[0] if config else None) or {row[-1]: 1.0 for row in rows}
+        if configured and self.name not in configured:
+            raise UserError(_names_mismatch(path, self.name, configured))
         models: dict[str, int] = {}
         for sample, model, request_json, text, p_tok, c_tok, cost, latency, error, name in rows:
             if name != self.name:
@@ -133,27 +133,29 @@ class ReplayBackend:
                         error=f"replay: no recorded answer for sample {request.sample}{why}")
 
 
-def _model_names(config_yaml: str | None) -> list[str]:
-    """The model names of a run's stored config: [""] for a single unnamed model, [] if unknown."""
+def _model_names(config_yaml: str | None) -> dict[str, float]:
+    """The models of a run's stored config, name -> weight: {"": 1} for a single unnamed
+    model, {} if unknown."""
     if not config_yaml:
-        return []
+        return {}
     from omegaconf import OmegaConf
 
     try:
         models = OmegaConf.select(OmegaConf.create(config_yaml), "llm.models", default=None)
+        if models is None:
+            return {"": 1.0}
+        return {str(m.get("name")): float(m.get("weight", 1.0)) for m in models}
     except Exception:  # noqa: BLE001 - an unreadable config: judge by the cache alone
-        return []
-    if models is None:
-        return [""]
-    return [str(m.get("name")) for m in models]
+        return {}
 
 
-def _names_mismatch(path: Path, name: str, names: list[str]) -> str:
+def _names_mismatch(path: Path, name: str, models: dict[str, float]) -> str:
+    named = [n for n in models if n]
     if not name:
-        listed = ", ".join(f"{{name: {n}}}" for n in names if n)
-        return (f"llm.source: {path} was made with several models ({', '.join(n for n in names if n)}); "
+        listed = ", ".join(f"{{name: {n}}}" if models[n] == 1 else f"{{name: {n}, weight: {models[n]:g}}}"
+                           for n in named)
+        return (f"llm.source: {path} was made with several models ({', '.join(named)}); "
                 f"replay it with the same models and weights: llm.models=[{listed}]")
-    if names == [""]:
+    if not named:
         return f"llm.source: {path} was made with one unnamed model; replay it without llm.models"
-    return (f"llm.source: {path} has no answers from a model named {name!r} "
-            f"(its models: {', '.join(n for n in names if n)})")
+    return f"llm.source: {path} has no answers from a model named {name!r} (its models: {', '.join(named)})"
