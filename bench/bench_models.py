@@ -40,15 +40,22 @@ def local_models() -> str:
 
 
 def scripted_servers():
-    from llm_server import ScriptedServer, answer, heuristic_answer
+    from llm_server import ScriptedServer, answer
 
     def content(body: dict) -> int:
         return int(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest(), 16)
 
-    strong = ScriptedServer(default=lambda n: answer(heuristic_answer(content(strong.requests[n]) % 64),
-                                                     delay_s=1.0))
+    def heuristic(body: dict) -> str:
+        """A valid heuristic whose constants the prompt decides: varied behaviours."""
+        d = content(body)
+        aim, power = (d % 50) / 100, 1 + (d >> 8) % 3
+        code = ("import numpy as np\n\n\ndef priority(item: float, bins: np.ndarray) -> np.ndarray:\n"
+                f"    return -np.abs(bins - item - {aim:.2f} * np.max(bins)) ** {power}\n")
+        return f"{{Aim at {aim:.2f} of the fullest bin's room.}}\n\n```python\n{code}```\n"
+
+    strong = ScriptedServer(default=lambda n: answer(heuristic(strong.requests[n]), delay_s=1.0))
     weak = ScriptedServer(default=lambda n: answer(
-        heuristic_answer(content(weak.requests[n]) % 64) if content(weak.requests[n]) % 3 == 0
+        heuristic(weak.requests[n]) if content(weak.requests[n]) % 3 == 0
         else "I would write a priority function here.", delay_s=0.2))
     return strong.start(), weak.start()
 
