@@ -62,7 +62,8 @@ class SearchState:
     # Observations for the long-term reflection, fed to its memory when it is read: only
     # planning reads it, and a read-only command need not pay for parsing every candidate.
     _unobserved: list[tuple[str, float, str, float]] = field(default_factory=list)
-    _costs: list[float] = field(default_factory=lambda: [0.0, 0.0])  # sum and count of pulls' costs
+    _cost_sum: float = 0.0  # the costs of the bandit's pulls so far (bandit.reward_per), and their number
+    _cost_count: int = 0
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
@@ -141,9 +142,9 @@ class SearchState:
         cost = record.cost_usd if self.reward_per == "usd" else record.llm_s
         if record.model_name in self.free_models:
             cost = 0.0
-        self._costs[0] += max(cost, 0.0)
-        self._costs[1] += 1
-        mean = self._costs[0] / self._costs[1]
+        self._cost_sum += max(cost, 0.0)
+        self._cost_count += 1
+        mean = self._cost_sum / self._cost_count
         return 1.0 if mean <= 0 else max(cost / mean, MIN_COST_SHARE)
 
     def _remember_chances(self, record: CandidateRecord) -> None:

@@ -58,9 +58,6 @@ class Settings:
     def arm_weights(self) -> dict[str, float]:
         return {arm_name(op.name, m.name): op.weight * m.weight for m in self.models for op in self.operators}
 
-    def model(self, name: str) -> Endpoint:
-        return next(m for m in self.models if m.name == name)
-
     @property
     def operator_names(self) -> tuple[str, ...]:
         return tuple(op.name for op in self.operators)
