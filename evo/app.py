@@ -66,6 +66,8 @@ def load_problem(cfg: DictConfig) -> Problem:
 def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
     """Start the run ``cfg`` in ``run_dir`` (``fresh``), or continue the run there with
     ``cfg`` as its config from now on. Returns the exit code."""
+    if fresh:
+        _replay_models(cfg)
     settings = read_settings(cfg)
     problem = load_problem(cfg)
     run_dir = Path(run_dir)
@@ -89,6 +91,20 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
                 store.close()
                 raise
         return _drive(settings, problem, store, run_dir, reserve, resumed=not fresh)
+
+
+def _replay_models(cfg: DictConfig) -> None:
+    """A replay without ``llm.models`` of a run made with several models takes the
+    source's models (names and weights), so that it makes the same choices; they are
+    stored with the run's config, which a resume and the read-only commands read."""
+    llm = cfg.llm
+    if llm.get("backend") != "replay" or llm.get("models") is not None:
+        return
+    from evo.llm.replay import source_models
+
+    models = source_models(llm.get("source"))
+    if models is not None:
+        OmegaConf.update(cfg, "llm.models", models, merge=False, force_add=True)
 
 
 def resume(run_dir: Path, overrides: list[str]) -> int:

@@ -179,9 +179,9 @@ def test_replay_of_a_two_model_run_sends_no_request(servers, per_request, tmp_pa
     assert servers.counts() == before
     assert outcome(replayed).digest == outcome(source).digest
     assert pulls_by_model(replayed) == pulls_by_model(source)
-    # A replay without the source's models is refused with the override to give.
-    with pytest.raises(UserError, match=r"several models \(strong, weak\).*llm.models=\[\{name: strong\}"):
-        execute(compose_config([*overrides[:-1]]), tmp_path / "refused")
+    # Without llm.models, a replay takes the source's models (names and weights).
+    assert execute(compose_config(overrides[:-1]), tmp_path / "plain") == 0
+    assert outcome(tmp_path / "plain").digest == outcome(source).digest and servers.counts() == before
     with pytest.raises(UserError, match=r"no answers from a model named 'strung' \(its models: strong, weak\)"):
         execute(compose_config([*overrides[:-1], "llm.models=[{name: strung}, {name: weak}]"]), tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # refused before a run folder was made

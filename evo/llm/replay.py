@@ -6,10 +6,11 @@ and a digest of its messages, so the model name and parameters do not matter. Wh
 replayed run asks something the source run never asked (the runs diverged), the answer
 is ``Response(error="replay: no recorded answer for sample N")``.
 
-A run of several models (``llm.models``) is replayed with the same model names (and
-weights, which shape the bandit's choices): each model replays the answers recorded under
-its name, so that two models asked the same question (a shared reflection) keep their own
-answers. The source's names are checked when the backend starts.
+A run of several models (``llm.models``) is replayed with the same model names and
+weights (which shape the bandit's choices): a new run without ``llm.models`` takes the
+source's (``source_models``, evo.app). Each model replays the answers recorded under its
+name, so that two models asked the same question (a shared reflection) keep their own
+answers.
 """
 from __future__ import annotations
 
@@ -62,14 +63,7 @@ class ReplayBackend:
         unknown = sorted(set(c) - KEYS)
         if unknown:
             raise UserError(f"llm: unknown key(s) {', '.join(unknown)} for the replay backend")
-        source = c.get("source")
-        if not source or source == "???":
-            raise UserError("llm.source is missing: evo run llm=replay llm.source=RUN_DIR")
-        path = Path(str(source)).expanduser()
-        if path.is_dir():
-            path = path / "run.sqlite"
-        if not path.is_file():
-            raise UserError(f"llm.source: no run database at {path}")
+        path = source_store(c.get("source"))
         self.source = path
         self.name = name
         self._answers: dict[tuple[int, str], Response] = {}
@@ -131,6 +125,36 @@ class ReplayBackend:
         why = " (it was recorded with a different prompt)" if request.sample in self._samples else ""
         return Response(text="", model=self.model,
                         error=f"replay: no recorded answer for sample {request.sample}{why}")
+
+
+def source_store(source: Any) -> Path:
+    """The run database that ``llm.source`` names (a run folder or its run.sqlite)."""
+    if not source or source == "???":
+        raise UserError("llm.source is missing: evo run llm=replay llm.source=RUN_DIR")
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        path = path / "run.sqlite"
+    if not path.is_file():
+        raise UserError(f"llm.source: no run database at {path}")
+    return path
+
+
+def source_models(source: Any) -> list[dict[str, Any]] | None:
+    """The models a source run was made with, as ``llm.models`` entries ({name, weight}),
+    or None when it had a single unnamed model (or keeps no config)."""
+    path = source_store(source)
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            config = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"llm.source: cannot read the run database {path}: {exc}") from None
+    models = _model_names(config[0] if config else None)
+    if not [name for name in models if name]:
+        return None
+    return [{"name": name, "weight": weight} for name, weight in models.items()]
 
 
 def _model_names(config_yaml: str | None) -> dict[str, float]:
