@@ -50,12 +50,8 @@ class Endpoint:
         """False for the offline model: it reads the computed reflections, asks nothing."""
         return self.backend != "offline"
 
-    @property
-    def label(self) -> str:
-        return self.name or str(self.config.get("model") or self.backend)
 
-
-def backend_keys(backend: str) -> frozenset[str] | None:
+def _backend_keys(backend: str) -> frozenset[str] | None:
     """The config keys a backend reads (None for an unknown backend)."""
     if backend == "offline":
         return _OFFLINE_KEYS
@@ -98,7 +94,7 @@ def endpoints(llm: Mapping[str, Any]) -> tuple[Endpoint, ...]:
         backend = entry.get("backend", top.get("backend"))
         inherited = top if backend == top.get("backend") else {}
         config = {**inherited, **{k: v for k, v in entry.items() if k not in _ENTRY_KEYS}, "backend": backend}
-        known = backend_keys(str(backend))
+        known = _backend_keys(str(backend))
         if known is None:
             raise UserError(f"{where}.backend must be one of offline, litellm, llamacpp, replay (got {backend!r})")
         unknown = sorted(set(entry) - known - _ENTRY_KEYS)
