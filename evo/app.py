@@ -315,10 +315,14 @@ def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator
     out.write(f"\nrun folder:   {run_dir}\n")
     out.write(f"stopped:      {reason}\n")
     out.write(f"evaluations:  {len(records)} (valid {len([r for r in records if r.status in ('ok', 'equivalent')])})\n")
-    if settings.llm.get("backend") != "offline":
+    if any(m.asks_llm for m in settings.models):
         totals = store.totals()
         out.write(f"llm:          {totals['n']:,} requests, {totals['prompt_tokens']:,} prompt + "
                   f"{totals['completion_tokens']:,} completion tokens, ${totals['cost_usd']:.4f}\n")
+        if len(settings.models) > 1:  # and each model's share (evo inspect has the whole table)
+            for name, used in store.usage_by_model().items():
+                out.write(f"  {name + ':':<12}{used['requests']:,} requests, {used['prompt_tokens']:,} prompt + "
+                          f"{used['completion_tokens']:,} completion tokens, ${used['cost_usd']:.4f}\n")
     if last is not None:
         out.write(f"coverage:     {100 * last.coverage:.1f}% of cells, QD score {last.qd_score:.2f}\n")
         out.write(f"digest:       {SearchState.from_store(store, settings).digest()}\n")

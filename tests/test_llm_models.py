@@ -12,7 +12,7 @@ import json
 import signal
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -93,7 +93,8 @@ def per_request(servers, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("per_request") / "run"
     before = servers.counts()
-    assert execute(compose_config(run_args(servers)), run_dir) == 0
+    with open(run_dir.parent / "stdout.txt", "w") as out, redirect_stdout(out):
+        assert execute(compose_config(run_args(servers)), run_dir) == 0
     after = servers.counts()
     return run_dir, {name: after[name] - before[name] for name in after}
 
@@ -156,6 +157,9 @@ def test_the_per_model_table_counts_what_each_server_saw(per_request):
     assert "m1@strong" in arms and "m1@weak" in arms and "m1" not in arms
     for name in models:
         assert sum(a["pulls"] for arm, a in arms.items() if arm.endswith("@" + name)) == models[name]["candidates"]
+    # The run's own summary gave each model's requests.
+    summary = (run_dir.parent / "stdout.txt").read_text()
+    assert f"  strong:     {seen['strong']} requests" in summary and f"  weak:       {seen['weak']} requests" in summary
     text = run_evo("inspect", str(run_dir), "--no-test", check=True).stdout
     assert "models" in text and "strong" in text and "weak" in text
     # The report draws the same table, and its arms chart counts pulls per operator@model.
