@@ -23,7 +23,7 @@ import shlex
 import signal
 import sqlite3
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -66,12 +66,18 @@ def load_problem(cfg: DictConfig) -> Problem:
 def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
     """Start the run ``cfg`` in ``run_dir`` (``fresh``), or continue the run there with
     ``cfg`` as its config from now on. Returns the exit code."""
+    if fresh:
+        _replay_models(cfg)
     settings = read_settings(cfg)
     problem = load_problem(cfg)
     run_dir = Path(run_dir)
     if fresh and (run_dir / STORE_NAME).exists():
         _restore_snapshot_file(run_dir)
         raise UserError(f"{run_dir} already holds a run; use `evo resume {run_dir}`")
+    if fresh:
+        from evo.llm import check_sources
+
+        check_sources(settings.models)
     run_dir.mkdir(parents=True, exist_ok=True)
     with writer_lock(run_dir), Reserve(run_dir) as reserve:
         if fresh:
@@ -85,6 +91,20 @@ def execute(cfg: DictConfig, run_dir: Path, fresh: bool = True) -> int:
                 store.close()
                 raise
         return _drive(settings, problem, store, run_dir, reserve, resumed=not fresh)
+
+
+def _replay_models(cfg: DictConfig) -> None:
+    """A replay without ``llm.models`` of a run made with several models takes the
+    source's models (names and weights), so that it makes the same choices; they are
+    stored with the run's config, which a resume and the read-only commands read."""
+    llm = cfg.llm
+    if llm.get("backend") != "replay" or llm.get("models") is not None:
+        return
+    from evo.llm.replay import source_models
+
+    models = source_models(llm.get("source"))
+    if models is not None:
+        OmegaConf.update(cfg, "llm.models", models, merge=False, force_add=True)
 
 
 def resume(run_dir: Path, overrides: list[str]) -> int:
@@ -153,11 +173,14 @@ def _drive(settings: Settings, problem: Problem, store: Store, run_dir: Path, re
             raise HostError(f"the sandbox cannot start: {exc}") from None
         with sandbox:
             evaluator = Evaluator(problem, sandbox, settings.replay_steps, settings.seed, settings.probe_states)
-            with open_backend(settings.llm, problem.entry, tuple(problem.vocabulary), settings.seed,
-                              run_dir) as raw_backend:
-                backend = CachedBackend(raw_backend, store, settings.llm)
+            with ExitStack() as opened:
+                backends = {}
+                for model in settings.models:  # each closed (its local server stopped) on exit
+                    raw = opened.enter_context(open_backend(model.config, problem.entry, tuple(problem.vocabulary),
+                                                            settings.seed, run_dir, model.name))
+                    backends[model.name] = CachedBackend(raw, store, model.config, model.name)
                 progress = Progress(settings.budget.evaluations, problem.score_name)
-                engine = Engine(settings, problem, store, evaluator, backend, progress)
+                engine = Engine(settings, problem, store, evaluator, backends, progress)
                 try:
                     with _graceful_interrupts(engine, run_dir, settings, received):
                         reason = engine.run()
@@ -292,10 +315,14 @@ def _print_summary(settings: Settings, problem: Problem, store: Store, evaluator
     out.write(f"\nrun folder:   {run_dir}\n")
     out.write(f"stopped:      {reason}\n")
     out.write(f"evaluations:  {len(records)} (valid {len([r for r in records if r.status in ('ok', 'equivalent')])})\n")
-    if settings.llm.get("backend") != "offline":
+    if any(m.asks_llm for m in settings.models):
         totals = store.totals()
         out.write(f"llm:          {totals['n']:,} requests, {totals['prompt_tokens']:,} prompt + "
                   f"{totals['completion_tokens']:,} completion tokens, ${totals['cost_usd']:.4f}\n")
+        if len(settings.models) > 1:  # and each model's share (evo inspect has the whole table)
+            for name, used in store.usage_by_model().items():
+                out.write(f"  {name + ':':<12}{used['requests']:,} requests, {used['prompt_tokens']:,} prompt + "
+                          f"{used['completion_tokens']:,} completion tokens, ${used['cost_usd']:.4f}\n")
     if last is not None:
         out.write(f"coverage:     {100 * last.coverage:.1f}% of cells, QD score {last.qd_score:.2f}\n")
         out.write(f"digest:       {SearchState.from_store(store, settings).digest()}\n")

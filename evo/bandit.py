@@ -1,7 +1,7 @@
 """Which operator to use next: a multi-armed bandit over the enabled operators.
 
-An arm is a name. Today it is an operator ("m1"); when several LLMs are configured an arm
-will be an operator and a model ("m1@gpt-4o", see ``arm_name``), and nothing here changes.
+An arm is a name: an operator ("m1"), or an operator and a model ("m1@mini", see
+``arm_name``) when the run has several LLMs (``llm.models``); nothing here reads it.
 
 Policies: uniform, UCB1, Thompson sampling (Beta-Bernoulli) and EXP3. Each can forget, so
 that it follows a search whose best operator changes over the run (an operator that
@@ -14,6 +14,10 @@ every policy: its probability under uniform and EXP3 (the exploration share incl
 its upper confidence bound under UCB1, its posterior draw under Thompson sampling. So a
 weight of 2 makes an arm about twice as likely under the randomised policies, and makes
 UCB1 and Thompson demand half the evidence before they prefer another arm.
+
+A pull may weigh more or less than one (``bandit.reward_per``, see ``update``): then an
+arm's statistics are rewards per unit of cost, and a model ten times cheaper but half as
+good wins.
 
 The bandit's state is a pure function of its updates in order: the engine replays the
 committed candidates to rebuild it, so nothing here is stored apart from the snapshot
@@ -35,6 +39,7 @@ import numpy as np
 
 POLICY_NAMES = ("uniform", "ucb1", "thompson", "exp3")
 REWARDS = ("improvement", "qd_gain")
+REWARD_PER = ("request", "usd", "second")
 
 
 def arm_name(operator: str, model: str | None = None) -> str:
@@ -47,6 +52,11 @@ def arm_operator(arm: str) -> str:
     return arm.split("@", 1)[0]
 
 
+def arm_model(arm: str) -> str:
+    """The model's name of an arm, "" for an arm of the single unnamed model."""
+    return arm.split("@", 1)[1] if "@" in arm else ""
+
+
 @dataclass(frozen=True)
 class BanditConfig:
     policy: str = "ucb1"
@@ -55,12 +65,15 @@ class BanditConfig:
     discount: float | None = None  # in (0, 1]: past statistics fade by this factor per update
     window: int | None = None  # only the last `window` updates count
     reward: str = "improvement"  # "improvement": 1 if the archive improved; "qd_gain": normalised QD gain
+    reward_per: str = "request"  # "request", or per unit of cost: "usd", "second" (evo.search_state)
 
     def __post_init__(self) -> None:
         if self.policy not in POLICY_NAMES:
             raise ValueError(f"unknown bandit policy {self.policy!r}; choose from {', '.join(POLICY_NAMES)}")
         if self.reward not in REWARDS:
             raise ValueError(f"unknown bandit reward {self.reward!r}; choose from {', '.join(REWARDS)}")
+        if self.reward_per not in REWARD_PER:
+            raise ValueError(f"bandit.reward_per must be one of {', '.join(REWARD_PER)} (got {self.reward_per!r})")
         if self.discount is not None and self.window is not None:
             raise ValueError("bandit: set discount or window, not both")
         if self.discount is not None and not 0.0 < self.discount <= 1.0:
@@ -79,7 +92,7 @@ class ArmStats:
     (discounted or windowed) values the policy reads."""
 
     pulls: int = 0
-    weight_sum: float = 0.0  # effective number of pulls
+    weight_sum: float = 0.0  # effective number of pulls (each weighs its cost, see Bandit.update)
     reward_sum: float = 0.0  # effective sum of rewards
     gain: float = 0.0  # EXP3's effective importance-weighted reward sum
 
@@ -93,6 +106,7 @@ class _Update:
     arm: str
     reward: float
     probability: float
+    cost: float
 
 
 @dataclass
@@ -159,13 +173,18 @@ class Bandit:
         return rng.beta(1.0 + s, 1.0 + np.maximum(f, 0.0), size=(n, len(self.arms)))
 
     # ---- learning ------------------------------------------------------------------
-    def update(self, arm: str, reward: float, probability: float = 1.0) -> None:
+    def update(self, arm: str, reward: float, probability: float = 1.0, cost: float = 1.0) -> None:
         """Reward one pull of ``arm``. ``probability``: the chance the policy gave the arm
-        when it was chosen (EXP3's importance weight; ignored by the other policies)."""
+        when it was chosen (EXP3's importance weight; ignored by the other policies).
+        ``cost``: what the pull weighs, 1 for an average one (``bandit.reward_per``): the
+        arm's mean becomes reward per unit of cost, and Thompson sampling counts the
+        unrewarded part of the cost as failures."""
         if arm not in self.stats:
             raise KeyError(f"unknown arm {arm!r}")
+        if not cost > 0:
+            raise ValueError(f"a pull's cost must be positive (got {cost})")
         reward = min(max(float(reward), 0.0), 1.0)
-        update = _Update(arm, reward, max(float(probability), 1e-12))
+        update = _Update(arm, reward, max(float(probability), 1e-12), float(cost))
         self.stats[arm].pulls += 1
         if self.config.window is not None:
             self._recent.append(update)
@@ -183,9 +202,9 @@ class Bandit:
 
     def _apply(self, update: _Update, sign: float) -> None:
         stats = self.stats[update.arm]
-        stats.weight_sum += sign
+        stats.weight_sum += sign * update.cost
         stats.reward_sum += sign * update.reward
-        stats.gain += sign * update.reward / update.probability
+        stats.gain += sign * update.reward / (update.probability * update.cost)
         if abs(stats.weight_sum) < 1e-9:  # a window emptied of this arm: no float residue
             stats.weight_sum = stats.reward_sum = stats.gain = 0.0
 

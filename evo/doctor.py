@@ -4,7 +4,8 @@ One tiny request to the configured endpoint, then one line each for the backend,
 endpoint, key, latency, tokens, cost, answer and error. The key's value is never shown,
 only the name of the variable that holds it and whether it is set. For ``llm=llamacpp``
 the doctor starts the local server, asks for a few dozen tokens of code and reports the
-server's start-up time and the generation speed, then stops the server.
+server's start-up time and the generation speed, then stops the server. With
+``llm.models``, each model is checked in turn.
 
 Exit codes: 0 the endpoint answered; 1 the request failed; 2 the llm config is wrong.
 """
@@ -33,10 +34,28 @@ SPEED_PROBE = Request(
 
 
 def doctor(llm_cfg: Any, out: Callable[[str], None] | None = None) -> int:
+    """Check every model of the llm config (each of ``llm.models``, one after the other);
+    the exit code is the worst of theirs."""
     from evo.llm.litellm_backend import plain
+    from evo.llm.models import endpoints
 
     say = out or (lambda line: print(line, file=sys.stdout, flush=True))
-    cfg = plain(llm_cfg)
+    try:
+        models = endpoints(plain(llm_cfg))
+    except UserError as exc:
+        say(f"error:     config: {exc}")
+        return 2
+    codes = []
+    for model in models:
+        if model.name:
+            if codes:
+                say("")
+            say(f"llm.models: {model.name}")
+        codes.append(_check(dict(model.config), say))
+    return max(codes)
+
+
+def _check(cfg: dict, say: Callable[[str], None]) -> int:
     kind = cfg.get("backend")
     say(f"backend:   {kind}")
     try:

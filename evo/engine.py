@@ -4,7 +4,8 @@ At most ``window`` candidates are in flight. Candidate k is planned (evo.plannin
 the search state as it stands once candidate k - window is committed, at that moment,
 with random generators seeded by the run's seed and k. Its work then runs in a slot of its
 own: its reflection request if it has one, its LLM request (at most ``llm.concurrency``
-requests at once, the lowest id first), the parse and the functional-hash probe. In id
+requests at once per model, the lowest id first; the model is the one of the candidate's
+arm, see evo.llm.models), the parse and the functional-hash probe. In id
 order, the main thread decides whether each candidate is new, against every candidate
 before it, committed or still in flight, and starts its evaluation; results are committed
 strictly in id order.
@@ -22,12 +23,13 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
+from evo.bandit import arm_model, arm_name
 from evo.evaluation import Evaluation, Evaluator, Probe
 from evo.hashing import syntactic_hash
 from evo.llm.base import Backend, Request, Response
@@ -81,14 +83,15 @@ class Decision:
 
 class Engine:
     def __init__(self, settings: Settings, problem: Problem, store: Store, evaluator: Evaluator,
-                 backend: Backend, progress: Progress):
+                 backends: Mapping[str, Backend], progress: Progress):
+        """``backends``: one per model of ``settings.models``, by name."""
         self.settings = settings
         self.problem = problem
         self.store = store
         self.evaluator = evaluator
-        self.backend = backend
+        self.backends = dict(backends)
         self.progress = progress
-        self.planner = Planner(settings, problem, asks_llm=settings.llm.get("backend") != "offline")
+        self.planner = Planner(settings, problem)
         self.train: Dataset = problem.train_set()
         self.stop_requested = threading.Event()
         self._provider_failures = 0
@@ -103,20 +106,20 @@ class Engine:
         reason = self.exhausted()
         if reason:
             return reason
-        gate = _Gate(self.settings.llm_concurrency, self.stop_requested)
+        gates = _Gates(self.settings, self.stop_requested)
         slots = ThreadPoolExecutor(self.settings.window, "slot")
         evaluations = ThreadPoolExecutor(self.settings.workers, "eval")
         try:
-            return _Flight(self, gate, slots, evaluations).run()
+            return _Flight(self, gates, slots, evaluations).run()
         except BaseException:
             # A failure (a full disk, say) ends the run: what is queued never starts, so no
             # request is paid for whose answer may not be kept.
-            gate.close()
+            gates.close()
             for pool in (slots, evaluations):
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            gate.close()
+            gates.close()
             for pool in (slots, evaluations):
                 pool.shutdown(wait=True)
 
@@ -148,6 +151,7 @@ class Engine:
             id=draft.plan.cid, batch=draft.plan.after, operator=draft.plan.operator.name,
             parents=tuple(p.cid for p in draft.plan.parents), thought=draft.thought, code=draft.code,
             syntactic_hash=draft.syntax, model=response.model if response else "",
+            model_name=arm_model(draft.plan.arm),
             prompt_tokens=response.prompt_tokens if response else 0,
             completion_tokens=response.completion_tokens if response else 0,
             cost_usd=response.cost_usd if response else 0.0,
@@ -245,10 +249,10 @@ class _Flight:
     whose evaluation is to be decided; plans exist up to ``cursor + window``.
     """
 
-    def __init__(self, engine: Engine, gate: "_Gate", slots: ThreadPoolExecutor, evaluations: ThreadPoolExecutor):
+    def __init__(self, engine: Engine, gates: "_Gates", slots: ThreadPoolExecutor, evaluations: ThreadPoolExecutor):
         self.engine = engine
         self.settings = engine.settings
-        self.gate = gate
+        self.gates = gates
         self.slots = slots
         self.evaluations = evaluations
         self.window = self.settings.window
@@ -274,7 +278,7 @@ class _Flight:
         self.state = engine._rebuild(below=self.cursor + 1)
         # Resumed: the committed candidates after that state are told again, not run again.
         resumed = [r for r in engine.store.candidates(below=self.first_new) if r.id > self.cursor]
-        self.arms.update((r.id, r.operator) for r in resumed)  # a record's operator is its arm (one model)
+        self.arms.update((r.id, arm_name(r.operator, r.model_name)) for r in resumed)
         self._after_commit()
         for record in resumed:
             self.state.tell(record)
@@ -286,7 +290,7 @@ class _Flight:
                 raise self.failure
             stopping = self.engine.stop_requested.is_set() or bool(self.halt)
             if stopping:
-                self.gate.close()  # wakes the candidates waiting for a request slot: they stop
+                self.gates.close()  # wakes the candidates waiting for a request slot: they stop
             else:
                 self._decide_ready()
             following = self.decided.get(self.cursor + 1)
@@ -333,7 +337,7 @@ class _Flight:
             # ends with this error, and the candidates waiting for a request slot send none.
             if self.failure is None:
                 self.failure = exc
-            self.gate.close()
+            self.gates.close()
             raise
 
     def _draft(self, plan: Plan) -> Draft:
@@ -354,21 +358,26 @@ class _Flight:
         return Draft(plan, response, parsed.thought, parsed.code, syntax, "", probe)
 
     def _ask(self, plan: Plan) -> Response:
+        """The candidate's requests, to the model of its arm."""
+        model = arm_model(plan.arm)
+        backend = self.engine.backends[model]
         text = plan.reflection.text
-        shared = plan.long_term if plan.long_term is not None and plan.long_term.ask is not None else None
+        shared = None
+        if plan.long_term is not None and plan.long_term.ask is not None and self.engine.planner.asks_llm[model]:
+            shared = plan.long_term
         mine = False
         if shared is not None:
-            answer, mine = self.long_terms.claim(shared.after)
+            answer, mine = self.long_terms.claim(shared.after, model)
             if not mine:  # another candidate asks; wait without holding a request slot
                 text = _reflection(answer.result(), text)
         try:
-            with self.gate.slot(plan.cid):
+            with self.gates.slot(model, plan.cid):
                 if mine:
-                    answer.set_result(self.engine.backend.complete(shared.ask))
+                    answer.set_result(backend.complete(shared.ask))
                     text = _reflection(answer.result(), text)
                 if plan.ask is not None:
-                    text = _reflection(self.engine.backend.complete(plan.ask), text)
-                return self.engine.backend.complete(self.engine.planner.request(plan, text))
+                    text = _reflection(backend.complete(plan.ask), text)
+                return backend.complete(self.engine.planner.request(plan, text))
         except BaseException as exc:
             if mine and not answer.done():
                 answer.set_exception(exc)  # those waiting for it stop too
@@ -478,26 +487,43 @@ class _Gate:
             self._cond.notify_all()
 
 
+class _Gates:
+    """A gate per model (``llm.concurrency`` of each): a request waits for its own
+    model's slots only, so a slow model never holds back a fast one."""
+
+    def __init__(self, settings: Settings, stop: threading.Event):
+        self._gates = {m.name: _Gate(m.concurrency, stop) for m in settings.models}
+
+    def slot(self, model: str, cid: int) -> AbstractContextManager[None]:
+        return self._gates[model].slot(cid)
+
+    def close(self) -> None:
+        for gate in self._gates.values():
+            gate.close()
+
+
 class _Shared:
-    """The shared long-term reflection answers, one per refresh: the first candidate that
-    needs one asks for it, the others wait for its answer."""
+    """The shared long-term reflection answers, one per refresh and model: the first
+    candidate that needs one asks its model for it, the others of that model wait for its
+    answer. (Per model, so that which model answers never depends on timing.)"""
 
     def __init__(self) -> None:
-        self._answers: dict[int, Future[Response]] = {}
+        self._answers: dict[tuple[int, str], Future[Response]] = {}
         self._lock = threading.Lock()
 
-    def claim(self, after: int) -> tuple[Future[Response], bool]:
-        """The answer for the refresh after candidate ``after``, and whether the caller
-        is the one to ask for it."""
+    def claim(self, after: int, model: str) -> tuple[Future[Response], bool]:
+        """The answer of ``model`` for the refresh after candidate ``after``, and whether
+        the caller is the one to ask for it."""
         with self._lock:
-            if after in self._answers:
-                return self._answers[after], False
-            answer = self._answers[after] = Future()
+            key = (after, model)
+            if key in self._answers:
+                return self._answers[key], False
+            answer = self._answers[key] = Future()
             return answer, True
 
     def forget_before(self, after: int) -> None:
         with self._lock:
-            for key in [k for k in self._answers if k < after]:
+            for key in [k for k in self._answers if k[0] < after]:
                 del self._answers[key]
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evo.bandit import arm_operator
+from evo.bandit import arm_model, arm_operator
 from evo.llm.base import Request
 from evo.operators import ANSWER_STOP, OPERATORS, REFLECTION_MAX_TOKENS, Operator, Parent, render, render_reflection
 from evo.reflection import compare
@@ -65,10 +65,11 @@ class Plan:
 
 
 class Planner:
-    def __init__(self, settings: Settings, problem: Problem, asks_llm: bool):
+    def __init__(self, settings: Settings, problem: Problem):
         self.settings = settings
         self.problem = problem
-        self.asks_llm = asks_llm  # False for the offline model: it reads computed reflections only
+        # Per model: False for the offline model, which reads computed reflections only.
+        self.asks_llm = {m.name: m.asks_llm for m in settings.models}
 
     def plan(self, state: SearchState, cid: int, after: int, pending: Counter, long_term: LongTerm) -> Plan:
         """Candidate ``cid``, planned from ``state`` (the state after candidate ``after``);
@@ -82,7 +83,7 @@ class Planner:
             better, worse = parents
             comparison = compare(better.code, worse.code)
             reflection = Reflection(comparison.text(better.score, worse.score), comparison.better_only)
-            if self.asks_llm:
+            if self.asks_llm[arm_model(arm)]:
                 ask = Request(render_reflection("short", self.problem.description, self.problem.score_name,
                                                 list(parents), reflection.text),
                               "reflect_short", tuple(p.code for p in parents), -2 * cid - 1,
@@ -92,10 +93,12 @@ class Planner:
         return Plan(cid, after, arm, operator, parents, reflection, ask, shared)
 
     def long_term(self, state: SearchState, after: int) -> LongTerm:
-        """The long-term reflection from ``state``, the state after candidate ``after``."""
+        """The long-term reflection from ``state``, the state after candidate ``after``.
+        Its request, if any, goes to the model of each elitist mutation that shows it
+        (one request per model and refresh, see evo.engine)."""
         lessons = state.memory.lessons()
         reflection = Reflection(lessons.text(), lessons.hints)
-        if not self.asks_llm or not lessons.observed:
+        if not any(self.asks_llm.values()) or not lessons.observed:
             return LongTerm(after, reflection, None)
         top = [parent(state.records[e.cid]) for e in state.archive.elites()[:3]]
         ask = Request(render_reflection("long", self.problem.description, self.problem.score_name, top,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evo.archive import Archive, MeasureAxis, RecordedArchive
-from evo.bandit import Bandit, BanditConfig, arm_operator
+from evo.bandit import Bandit, BanditConfig, arm_name, arm_operator
 from evo.operators import OPERATORS
 from evo.reflection import Memory
 from evo.selection import select
@@ -22,6 +22,11 @@ from evo.store import CandidateRecord, Store
 
 # Statuses whose code ran and failed: candidates the repair operator can work on.
 REPAIRABLE = ("invalid", "timeout", "memory", "crashed", "forbidden", "error")
+# Under bandit.reward_per = usd | second, the least a pull weighs, as a share of the run's
+# mean cost per request: a free answer (a local model priced at 0) is strongly preferred
+# per unit of cost, but ten of them that improve nothing weigh like one average failure,
+# so a free model that never helps still loses its pulls.
+MIN_COST_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class SearchState:
     bandit: Bandit
     _memory: Memory
     reward: str = "improvement"
+    reward_per: str = "request"  # what a pull weighs: 1, or its cost in usd or seconds (see _cost)
+    free_models: frozenset[str] = frozenset()  # models whose time is no cost (the offline model)
     records: dict[int, CandidateRecord] = field(default_factory=dict)
     by_syntax: dict[str, int] = field(default_factory=dict)
     by_function: dict[str, int] = field(default_factory=dict)
@@ -55,21 +62,25 @@ class SearchState:
     # Observations for the long-term reflection, fed to its memory when it is read: only
     # planning reads it, and a read-only command need not pay for parsing every candidate.
     _unobserved: list[tuple[str, float, str, float]] = field(default_factory=list)
+    _cost_sum: float = 0.0  # the costs of the bandit's pulls so far (bandit.reward_per), and their number
+    _cost_count: int = 0
 
     @classmethod
     def empty(cls, axes: tuple[MeasureAxis, ...], qd_reference: float, arms: tuple[str, ...],
               bandit: BanditConfig | str = "ucb1", weights: dict[str, float] | None = None,
-              recorded: bool = False) -> "SearchState":
+              recorded: bool = False, free_models: frozenset[str] = frozenset()) -> "SearchState":
         """``recorded``: take each candidate's archive verdict and reward as recorded at
         its commit instead of computing them (see ``as_recorded``)."""
         config = bandit if isinstance(bandit, BanditConfig) else BanditConfig(policy=bandit)
         archive = RecordedArchive(axes) if recorded else Archive(axes, qd_reference)
-        return cls(archive, Bandit(arms, config, dict(weights or {})), Memory(), reward=config.reward)
+        return cls(archive, Bandit(arms, config, dict(weights or {})), Memory(), reward=config.reward,
+                   reward_per=config.reward_per, free_models=free_models)
 
     @classmethod
     def for_settings(cls, settings: Settings, recorded: bool = False) -> "SearchState":
+        free = frozenset(m.name for m in settings.models if not m.asks_llm)
         return cls.empty(settings.axes, settings.qd_reference, settings.arms, settings.bandit,
-                         settings.arm_weights, recorded)
+                         settings.arm_weights, recorded, free)
 
     @classmethod
     def from_store(cls, store: Store, settings: Settings, below: int | None = None) -> "SearchState":
@@ -98,8 +109,9 @@ class SearchState:
         """Apply one finished candidate; ``record``'s archive fields are ignored and
         recomputed (unless the archive is a recorded one)."""
         status, cell, reward = self._offer(record)
-        if record.operator in self.bandit.stats:
-            self.bandit.update(record.operator, reward, self._chance(record))
+        arm = arm_name(record.operator, record.model_name)
+        if arm in self.bandit.stats:
+            self.bandit.update(arm, reward, self._chance(record, arm), self._cost(record))
         self._learn_from(record, status)
         self.records[record.id] = record
         if record.syntactic_hash:
@@ -113,10 +125,27 @@ class SearchState:
         return Told(status, cell, reward, None if best is None else best.score,
                     self.archive.coverage, self.archive.qd_score)
 
-    def _chance(self, record: CandidateRecord) -> float:
+    def _chance(self, record: CandidateRecord, arm: str) -> float:
         if self.bandit.policy != "exp3":
             return 1.0  # only EXP3's update reads it
-        return self._chances[record.batch].get(record.operator, 1.0)
+        return self._chances[record.batch].get(arm, 1.0)
+
+    def _cost(self, record: CandidateRecord) -> float:
+        """What the candidate's pull weighs: 1 per request, or its cost (the answer's USD,
+        or the seconds the model took) over the mean cost of the pulls so far, this one
+        included, at least MIN_COST_SHARE. While nothing has cost anything, 1. The
+        offline model's time counts as nothing: it is not an LLM's, and counting it would
+        make the run depend on the machine. (Recorded costs come back from the cache on a
+        resume, so a rebuilt state weighs every pull as the live run did.)"""
+        if self.reward_per == "request":
+            return 1.0
+        cost = record.cost_usd if self.reward_per == "usd" else record.llm_s
+        if record.model_name in self.free_models:
+            cost = 0.0
+        self._cost_sum += max(cost, 0.0)
+        self._cost_count += 1
+        mean = self._cost_sum / self._cost_count
+        return 1.0 if mean <= 0 else max(cost / mean, MIN_COST_SHARE)
 
     def _remember_chances(self, record: CandidateRecord) -> None:
         """The probabilities after ``record``, for the candidates planned from here. Only

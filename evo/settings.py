@@ -11,8 +11,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from evo.archive import MeasureAxis
-from evo.bandit import POLICY_NAMES, REWARDS, BanditConfig, arm_name
+from evo.bandit import POLICY_NAMES, REWARD_PER, REWARDS, BanditConfig, arm_name
 from evo.errors import UserError
+from evo.llm.models import Endpoint, endpoints
 from evo.measures import MEASURES
 from evo.operators import OPERATORS, OperatorChoice
 from evo.selection import SELECTION_RULES
@@ -43,20 +44,19 @@ class Settings:
     limits: Limits
     test_limits: Limits  # for test sets, which can be far larger than the training set
     replay_steps: int
-    llm: dict[str, Any]
-    llm_concurrency: int
+    models: tuple[Endpoint, ...]  # the run's LLMs: one unnamed, or several named (llm.models)
     max_consecutive_llm_failures: int
     probe_states: int  # 0 turns the functional hash off
     verify_rate: float
 
     @property
     def arms(self) -> tuple[str, ...]:
-        # One model today; with several, an arm per (operator, model) (see arm_name).
-        return tuple(arm_name(op.name) for op in self.operators)
+        # An arm per (operator, model): the operator alone for a single unnamed model.
+        return tuple(arm_name(op.name, m.name) for m in self.models for op in self.operators)
 
     @property
     def arm_weights(self) -> dict[str, float]:
-        return {arm_name(op.name): op.weight for op in self.operators}
+        return {arm_name(op.name, m.name): op.weight * m.weight for m in self.models for op in self.operators}
 
     @property
     def operator_names(self) -> tuple[str, ...]:
@@ -95,8 +95,7 @@ def read_settings(cfg: DictConfig) -> Settings:
         # Runs made before test_time_factor existed keep their training limits for tests.
         test_limits=_limits(cfg.sandbox, factor=float(cfg.sandbox.get("test_time_factor", 1.0))),
         replay_steps=_int(cfg.evaluation, "replay_steps", minimum=0, where="evaluation"),
-        llm=OmegaConf.to_container(cfg.llm, resolve=True),
-        llm_concurrency=_int(cfg.llm, "concurrency", minimum=1, where="llm"),
+        models=_models(cfg.llm),
         max_consecutive_llm_failures=_int(cfg.evaluation, "max_consecutive_llm_failures", minimum=1,
                                           where="evaluation"),
         probe_states=_int(cfg.hashing, "probe_states", minimum=0, where="hashing"),
@@ -115,7 +114,8 @@ def _check_choices(s: Settings) -> None:
             raise UserError(f"operators.{op.name}.selection must be one of {rules} or null (got {op.selection!r})")
     from evo.llm import check_config
 
-    check_config(s.llm)  # a wrong llm config is caught before the run starts
+    for model in s.models:
+        check_config(model.config)  # a wrong llm config is caught before the run starts
     for axis in s.axes:
         if axis.name not in MEASURES:
             raise UserError(f"archive.measures: unknown measure {axis.name!r}; choose from {', '.join(MEASURES)}")
@@ -171,8 +171,15 @@ def _operators(node: Any) -> tuple[OperatorChoice, ...]:
     return tuple(out)
 
 
+def _models(node: Any) -> tuple[Endpoint, ...]:
+    if node.get("models") is None:
+        # The single model: its concurrency is checked as it always was.
+        _int(node, "concurrency", minimum=1, where="llm")
+    return endpoints(OmegaConf.to_container(node, resolve=True))
+
+
 def _bandit(node: Any) -> BanditConfig:
-    known = {"policy", "exploration", "gamma", "discount", "window", "reward"}
+    known = {"policy", "exploration", "gamma", "discount", "window", "reward", "reward_per"}
     extra = sorted(set(node) - known)
     if extra:
         raise UserError(f"bandit: unknown key(s) {', '.join(extra)}; known: {', '.join(sorted(known))}")
@@ -188,7 +195,10 @@ def _bandit(node: Any) -> BanditConfig:
     for key, policies in only.items():
         if node.get(key) is not None and policy not in policies:
             raise UserError(f"bandit.{key} does nothing under bandit.policy={policy} (only {', '.join(policies)})")
-    values: dict[str, Any] = {"policy": policy, "reward": reward}
+    reward_per = str(node.get("reward_per", "request"))
+    if reward_per not in REWARD_PER:
+        raise UserError(f"bandit.reward_per must be one of {', '.join(REWARD_PER)} (got {reward_per!r})")
+    values: dict[str, Any] = {"policy": policy, "reward": reward, "reward_per": reward_per}
     for key in ("exploration", "gamma", "discount"):
         value = node.get(key)
         if value is None:

@@ -43,7 +43,9 @@ from typing import Any, Iterator
 from evo.errors import HostError, UserError
 from evo.host import write_fault
 
-SCHEMA_VERSION = 1
+# 2: candidates and llm_cache have model_name (several LLMs in one run). A store of
+# version 1 is read as it is (model_name "") and migrated when a writer opens it.
+SCHEMA_VERSION = 2
 STORE_NAME = "run.sqlite"
 LOCK_NAME = ".lock"
 _TABLES = ("meta", "candidates", "llm_cache", "state", "test_scores")
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     best_score REAL,
     coverage REAL NOT NULL,
     qd_score REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    model_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS llm_cache (
     key TEXT PRIMARY KEY,
@@ -91,7 +94,8 @@ CREATE TABLE IF NOT EXISTS llm_cache (
     cost_usd REAL NOT NULL,
     latency_s REAL NOT NULL,
     error TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    model_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS test_scores (
@@ -136,6 +140,9 @@ class CandidateRecord:
     coverage: float
     qd_score: float
     created: float
+    # The configured name of the model that answered (llm.models), "" for the single
+    # unnamed model; ``model`` is the model id the provider answered with.
+    model_name: str = ""
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -146,6 +153,7 @@ class CandidateRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "CandidateRecord":
         values = dict(row)
+        values.setdefault("model_name", "")  # a store of schema 1, read as it is
         values["parents"] = tuple(json.loads(values["parents"]))
         if values["measures"] is not None:
             values["measures"] = tuple(json.loads(values["measures"]))
@@ -208,6 +216,7 @@ class Store:
             store._check_schema()
             store._check_integrity()
             store._tune_writer()
+            store._migrate()
         except BaseException:
             store.close()
             raise
@@ -251,6 +260,17 @@ class Store:
         missing = [t for t in _TABLES if t not in tables]
         if missing:
             raise UserError(f"{self.path} is not a complete evo run store (no table {', '.join(missing)})")
+
+    def _migrate(self) -> None:
+        """Bring a store of an older schema to this one, in one transaction."""
+        if int(self.meta()["schema_version"]) >= SCHEMA_VERSION:
+            return
+        with self._transaction() as db:
+            db.execute("BEGIN")
+            for table in ("candidates", "llm_cache"):
+                if "model_name" not in _columns(db, table):
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN model_name TEXT NOT NULL DEFAULT ''")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def _check_integrity(self) -> None:
         try:
@@ -328,15 +348,28 @@ class Store:
     def cached_response(self, key: str) -> sqlite3.Row | None:
         return self._db.execute("SELECT * FROM llm_cache WHERE key = ?", (key,)).fetchone()
 
-    def cache_response(self, key: str, sample: int, request_json: str, response: Any) -> None:
+    def cache_response(self, key: str, sample: int, request_json: str, response: Any, model_name: str = "") -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO llm_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key, sample, response.model, request_json, response.text, response.prompt_tokens,
                     response.completion_tokens, response.cost_usd, response.latency_s, response.error, time.time(),
+                    model_name,
                 ),
             )
+
+    def usage_by_model(self) -> dict[str, dict[str, float]]:
+        """What the LLM cache holds per model (every answer paid for, reflections
+        included): {name: {requests, prompt_tokens, completion_tokens, cost_usd, seconds}},
+        keyed by the configured name, or by the provider's model id for an unnamed model."""
+        name = "model_name" if "model_name" in _columns(self._db, "llm_cache") else "''"
+        rows = self._db.execute(
+            f"SELECT CASE WHEN {name} = '' THEN model ELSE {name} END AS label, COUNT(*) AS requests,"
+            " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,"
+            " SUM(cost_usd) AS cost_usd, SUM(latency_s) AS seconds FROM llm_cache GROUP BY label ORDER BY label")
+        return {r["label"]: {k: r[k] for k in ("requests", "prompt_tokens", "completion_tokens", "cost_usd", "seconds")}
+                for r in rows}
 
     # ---- test-set scores, computed on demand ------------------------------------------
     def test_scores(self, cid: int) -> dict[str, tuple[float | None, str]]:
@@ -370,6 +403,10 @@ class Store:
         with self._transaction() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def _connect(path: Path, uri: str | None = None) -> sqlite3.Connection:

@@ -132,6 +132,13 @@ def test_inspect_json_matches_the_store(run_dir, capsys):
     llm = s["llm"]
     assert llm["calls"] == s["budget"]["llm_calls"]["used"] and llm["cost_usd"] == 0.0
     assert llm["models"]["offline-mutation"]["candidates"] == 29  # every candidate but the seed asked the model
+    model = llm["models"]["offline-mutation"]
+    assert set(model) == {"model", "candidates", "requests", "prompt_tokens", "completion_tokens", "cost_usd",
+                          "seconds", "valid", "valid_share", "improvements", "best_id", "best_score"}
+    assert model["requests"] == llm["calls"] and model["valid"] == counts["valid"] + counts["equivalent"] - 1  # not the seed
+    assert model["improvements"] == rows(run_dir, "SELECT COUNT(*) FROM candidates WHERE archive_status > 0 "
+                                                  "AND id > 0")[0][0]
+    assert (model["best_id"], model["best_score"]) == (best["id"], best["score"])  # the seed was beaten
 
     # --no-test computed nothing: only the stored training score is known.
     assert s["scores"]["available"] and s["scores"]["candidate"] == best["id"]
@@ -215,7 +222,7 @@ def test_elites_are_the_best_of_each_cell(run_dir, capsys):
 # ---- show ------------------------------------------------------------------------------------
 SHOW_KEYS = {"run_dir", "id", "operator", "parents", "status", "error", "thought", "code", "score", "test_scores",
              "measures", "cell", "cell_index", "elite", "archive_status", "equivalent_to", "dedup", "model",
-             "prompt_tokens", "completion_tokens", "cost_usd", "llm_s", "probe_s", "eval_s", "lineage"}
+             "model_name", "prompt_tokens", "completion_tokens", "cost_usd", "llm_s", "probe_s", "eval_s", "lineage"}
 
 
 def test_show_gives_code_lineage_and_equivalence(run_dir, capsys):

@@ -5,9 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from omegaconf import OmegaConf
+
 from evo.compose import compose_config
 from evo.doctor import doctor
 from evo.llm.litellm_backend import KEYS, LiteLLMBackend
+from evo.llm.models import endpoints
 from evo.llm.replay import KEYS as REPLAY_KEYS
 from llm_server import ScriptedServer, answer, count_tokens, empty, llm_server, status  # noqa: F401
 
@@ -94,8 +97,13 @@ def test_doctor_config_errors():
 
 # --- the config files -----------------------------------------------------------------
 
-def compose_llm(name: str, *overrides: str):
-    return compose_config([f"llm={name}", *overrides]).llm
+def compose_llm(name: str, *overrides: str) -> dict:
+    """The config of the llm file's one model, as the run builds its backend from it
+    (``models``, null in every file, is read by evo.llm.models)."""
+    llm = compose_config([f"llm={name}", *overrides]).llm
+    assert "models" in llm and llm.models is None
+    (model,) = endpoints(OmegaConf.to_container(llm, resolve=True))
+    return dict(model.config)
 
 
 @pytest.mark.parametrize("name", ["openai", "anthropic", "local", "replay", "offline"])
@@ -110,7 +118,7 @@ def test_litellm_files_build_a_backend_and_every_key_is_read(name):
     cfg = compose_llm(name, "llm.model=openai/x" if name == "local" else "seed=0")
     assert set(cfg) <= KEYS
     backend = LiteLLMBackend(cfg)
-    assert backend.model and backend.max_retries >= 1 and int(cfg.concurrency) >= 1
+    assert backend.model and backend.max_retries >= 1 and int(cfg["concurrency"]) >= 1
 
 
 def test_local_file_model_override_and_env(monkeypatch):
@@ -134,3 +142,16 @@ def test_replay_file_needs_a_source(tmp_path):
     cfg = compose_llm("replay")
     assert set(cfg) <= REPLAY_KEYS
     assert run_doctor(cfg)[0] == 2
+
+
+def test_doctor_checks_every_model_of_llm_models(llm_server):
+    lines: list[str] = []
+    with ScriptedServer() as other:
+        other.script(status(401))
+        cfg = {**local(llm_server), "models": [{"name": "a"}, {"name": "b", "base_url": other.url}]}
+        code = doctor(cfg, out=lines.append)
+        assert (llm_server.count, other.count) == (1, 1)
+    assert code == 1  # the worst of the two: b's key is refused
+    assert "llm.models: a" in lines and "llm.models: b" in lines
+    assert lines.index("status:    ok") < lines.index("llm.models: b")
+    assert run_doctor({**local(llm_server), "models": [{"name": "a@b"}]})[0] == 2

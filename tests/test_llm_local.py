@@ -191,6 +191,22 @@ def test_a_real_model_runs_end_to_end_and_its_replay_sends_nothing(tmp_path):
     assert again.fetchall() == [tuple(r) for r in db.execute(f"SELECT {columns} FROM candidates ORDER BY id")]
 
 
+def test_two_local_models_run_each_its_own_server(tmp_path):
+    """llm.models with two llamacpp entries: two servers, one log each, both stopped with the run."""
+    needs_model()
+    run_dir = tmp_path / "run"
+    result = run_evo("run", "llm=llamacpp", "llm.models=[{name: a}, {name: b}]", "budget.evaluations=4",
+                     "workers=1", "window=3", f"hydra.run.dir={run_dir}", timeout=900)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    ports = {int(p) for p in re.findall(r"llama\.cpp server for \S+ on port (\d+)", (run_dir / "run.log").read_text())}
+    assert len(ports) == 2 and all(_server_pids(port) == [] for port in ports)
+    assert all((run_dir / f"llm-server-{name}.log").stat().st_size > 0 for name in "ab")
+    rows = sqlite3.connect(run_dir / "run.sqlite").execute(
+        "SELECT model_name, status, error FROM candidates WHERE id > 0").fetchall()
+    assert len(rows) == 3 and {r[0] for r in rows} <= {"a", "b"}
+    assert all(r[1] != "llm_failed" for r in rows), rows
+
+
 def test_sigkill_of_evo_leaves_no_server(tmp_path):
     needs_model()
     run_dir = tmp_path / "run"

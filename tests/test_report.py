@@ -85,6 +85,8 @@ def test_the_report_is_one_self_contained_file(run_dir, tmp_path, capsys):
     elites = evo_json(capsys, "elites", run_dir)["elites"]
     assert [e["id"] for e in data["elites"]] == [e["id"] for e in elites]
     assert len(data["series"]["id"]) == 30 and data["series"]["id"] == list(range(30))
+    assert data["series"]["arm"] == data["series"]["operator"]  # one unnamed model: arms are operators
+    assert set(data["summary"]["llm"]["models"]) == {"offline-mutation"}
     assert data["summary"]["archive_digest"] == evo_json(capsys, "inspect", run_dir, "--no-test")["archive_digest"]
     # Every elite and every ancestor on its lineage can be opened.
     for e in elites:
@@ -177,6 +179,9 @@ def test_clicking_the_best_cell_shows_its_code_in_chromium(browser, hostile_repo
         assert steps[0].text == f"#{made[0]}" and steps[-1].text == "#0"
         steps[-1].click()
         assert browser.find_element(By.ID, "detail-code").get_property("textContent") == code_of[0]
+    # The per-model table: one row for the run's one model.
+    rows = browser.find_elements(By.CSS_SELECTOR, "#models-table tbody tr")
+    assert len(rows) == 1 and rows[0].text.startswith("offline-mutation")
     # The charts are drawn: one line per series, none of them empty.
     for chart in ("chart-best", "chart-qd", "chart-coverage", "chart-pulls", "chart-reward", "chart-cost"):
         paths = browser.find_elements(By.CSS_SELECTOR, f"#{chart} path")

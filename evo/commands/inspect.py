@@ -131,17 +131,6 @@ def _dedup(records: dict[int, CandidateRecord]) -> dict[str, Any]:
 
 def _llm(run: Run, records: list[CandidateRecord]) -> dict[str, Any]:
     totals = run.store.totals()
-    models: dict[str, dict[str, float]] = {}
-    for r in records:
-        if not r.model:
-            continue  # the seed asks no model
-        row = models.setdefault(r.model, {"candidates": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                          "cost_usd": 0.0, "seconds": 0.0})
-        row["candidates"] += 1
-        row["prompt_tokens"] += r.prompt_tokens
-        row["completion_tokens"] += r.completion_tokens
-        row["cost_usd"] += r.cost_usd
-        row["seconds"] += r.llm_s
     return {
         "calls": totals["n"],
         "prompt_tokens": totals["prompt_tokens"],
@@ -149,8 +138,37 @@ def _llm(run: Run, records: list[CandidateRecord]) -> dict[str, Any]:
         "cost_usd": totals["cost_usd"],
         "failed_candidates": sum(r.status == "llm_failed" for r in records),
         "seconds": sum(r.llm_s for r in records),
-        "models": models,
+        "models": _models(run, records),
     }
+
+
+def _models(run: Run, records: list[CandidateRecord]) -> dict[str, dict[str, Any]]:
+    """Per model (its configured name, or the provider's model id for a single unnamed
+    model): what it was paid (the LLM cache: every answer, reflections included) and what
+    its candidates achieved."""
+    usage = run.store.usage_by_model()
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(label: str) -> dict[str, Any]:
+        return rows.setdefault(label, {
+            "model": "", "candidates": 0, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0,
+            "seconds": 0.0, "valid": 0, "valid_share": None, "improvements": 0, "best_id": None, "best_score": None})
+
+    for label, used in usage.items():
+        row(label).update({k: used[k] or 0 for k in used})
+    for r in records:
+        if not r.model and not r.model_name:
+            continue  # the seed asks no model
+        out = row(r.model_name or r.model)
+        out["model"] = out["model"] or r.model
+        out["candidates"] += 1
+        out["valid"] += r.status in ("ok", "equivalent")
+        out["improvements"] += r.archive_status > 0
+        if r.status == "ok" and finite(r.score) is not None and (out["best_score"] is None or r.score < out["best_score"]):
+            out["best_id"], out["best_score"] = r.id, r.score
+    for out in rows.values():
+        out["valid_share"] = out["valid"] / out["candidates"] if out["candidates"] else None
+    return rows
 
 
 # ---- the human view ----------------------------------------------------------------------
@@ -184,6 +202,7 @@ def _print(s: dict[str, Any]) -> None:
                   f" completion tokens, ${llm['cost_usd']:.4f}, {llm['seconds']:.1f} s"
                   + (f"; {llm['failed_candidates']} failed" if llm["failed_candidates"] else ""))
     _print_scores(console, scores, best)
+    _print_models(console, llm["models"], score_name)
     _print_bandit(console, s["bandit"])
 
 
@@ -226,10 +245,25 @@ def _cell(cell: dict[str, Any]) -> str:
     return cell["error"].split(":")[0] or "failed"
 
 
+def _print_models(console: Console, models: dict[str, dict[str, Any]], score_name: str) -> None:
+    if not models:
+        return
+    table = Table(title="models (requests, tokens, cost, time: all answers paid for, reflections included)",
+                  title_justify="left")
+    for name in ("model", "cands", "reqs", "tokens", "cost $", "time s", "valid", "impr", "best"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for label, m in models.items():
+        valid = "—" if m["valid_share"] is None else f"{100 * m['valid_share']:.0f}%"
+        best = "—" if m["best_id"] is None else f"{fmt_score(m['best_score'])} #{m['best_id']}"
+        table.add_row(label, str(m["candidates"]), str(m["requests"]), str(m["prompt_tokens"] + m["completion_tokens"]),
+                      f"{m['cost_usd']:.4f}", f"{m['seconds']:.1f}", valid, str(m["improvements"]), best)
+    console.print(table)
+
+
 def _print_bandit(console: Console, bandit: dict[str, Any]) -> None:
     table = Table(title=f"bandit ({bandit['policy']})", title_justify="left")
-    for name in ("operator", "pulls", "mean reward", "probability"):
-        table.add_column(name, justify="left" if name == "operator" else "right")
+    for name in ("arm", "pulls", "mean reward", "probability"):
+        table.add_column(name, justify="left" if name == "arm" else "right")
     for arm, stats in bandit["arms"].items():
         table.add_row(arm, str(stats["pulls"]), f"{stats['mean_reward']:.3f}", f"{stats['probability']:.3f}")
     console.print(table)

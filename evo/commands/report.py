@@ -2,7 +2,8 @@
 
 The archive heatmap (click a cell: the elite's thought, code and lineage), progress of
 the best score, QD score and coverage, the bandit's arms over time, LLM cost and tokens,
-and dedup statistics. Everything is inlined (CSS, JS, data): the file opens offline and
+a table per model (requests, tokens, cost, time, valid share, archive improvements, best
+found), and dedup statistics. Everything is inlined (CSS, JS, data): the file opens offline and
 fetches nothing. The data is JSON in a ``<script type="application/json">`` element,
 with every ``<``, ``>`` and ``&`` escaped so that no text in it can end the element.
 
@@ -20,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from evo.bandit import arm_name
 from evo.commands.common import Run, finite, lineage, open_run, parser
 from evo.commands.inspect import summarise
 from evo.errors import UserError
@@ -81,6 +83,7 @@ def report_data(run: Run) -> dict[str, Any]:
         "series": {
             "id": [r.id for r in records],
             "operator": [r.operator for r in records],
+            "arm": [arm_name(r.operator, r.model_name) for r in records],  # the bandit's arm (operator@model)
             "status": [r.status for r in records],
             "reward": [r.reward for r in records],
             "best": [finite(r.best_score) for r in records],

@@ -54,6 +54,7 @@ def describe(run: Run, record: CandidateRecord) -> dict[str, Any]:
         "equivalent_to": record.equivalent_to,
         "dedup": record.dedup,
         "model": record.model,
+        "model_name": record.model_name,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cost_usd": record.cost_usd,
@@ -86,7 +87,8 @@ def _print(c: dict[str, Any]) -> None:
     if c["error"]:
         console.print(f"[red]error[/red]      {c['error']}")
     if c["model"]:
-        console.print(f"llm        {c['model']}: {c['prompt_tokens']} + {c['completion_tokens']} tokens,"
+        named = f"{c['model_name']} ({c['model']})" if c["model_name"] else c["model"]
+        console.print(f"llm        {named}: {c['prompt_tokens']} + {c['completion_tokens']} tokens,"
                       f" ${c['cost_usd']:.4f}, {c['llm_s']:.2f} s; evaluation {c['eval_s']:.2f} s")
     if c["code"] and console.is_terminal:
         console.print(Syntax(c["code"], "python", line_numbers=False, word_wrap=True))

@@ -11,7 +11,7 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from evo.errors import UserError
 from evo.llm.base import Backend, Message, Request, Response
@@ -34,11 +34,22 @@ def check_config(llm: Mapping[str, Any]) -> None:
         installed_model(llm)  # the model and the server are installed
 
 
+def check_sources(models: Iterable[Any]) -> None:
+    """Refuse a replay whose source cannot serve it (missing, or made with other models)
+    before a new run's folder is made. Not part of ``check_config``: a replayed run stays
+    readable after its source is gone."""
+    from evo.llm.replay import ReplayBackend
+
+    for model in models:
+        if model.backend == "replay":
+            ReplayBackend(model.config, model.name)
+
+
 @contextmanager
 def open_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int,
-                 log_dir: Path) -> Iterator[Backend]:
+                 log_dir: Path, name: str = "") -> Iterator[Backend]:
     """The configured backend, and whatever it runs (a local LLM server) stopped on exit."""
-    backend = make_backend(llm, entry, vocabulary, seed, log_dir)
+    backend = make_backend(llm, entry, vocabulary, seed, log_dir, name)
     try:
         yield backend
     finally:
@@ -48,9 +59,10 @@ def open_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
 
 
 def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...], seed: int,
-                 log_dir: Path | None = None) -> Backend:
-    """A backend for the ``llm`` config node; ``log_dir`` receives a local server's log.
-    A backend with a ``close`` method must be closed (``open_backend`` does it)."""
+                 log_dir: Path | None = None, name: str = "") -> Backend:
+    """A backend for one model's llm config (an ``Endpoint.config``); ``log_dir`` receives
+    a local server's log; ``name``: the model's configured name ("" for a single unnamed
+    model). A backend with a ``close`` method must be closed (``open_backend`` does it)."""
     kind = llm.get("backend")
     if kind == "offline":
         from evo.llm.offline import MAX_NODES, OfflineBackend
@@ -65,38 +77,44 @@ def make_backend(llm: Mapping[str, Any], entry: str, vocabulary: tuple[str, ...]
 
         if log_dir is None:
             raise ValueError("the llamacpp backend needs a folder for its server's log")
-        return LlamaCppBackend(llm, log_dir)
+        return LlamaCppBackend(llm, log_dir, name)
     if kind == "replay":
         from evo.llm.replay import ReplayBackend
 
-        return ReplayBackend(llm)
+        return ReplayBackend(llm, name)
     raise UserError(f"llm.backend must be one of offline, litellm, llamacpp, replay (got {kind!r})")
 
 
 def cache_key(model: str, messages: tuple[Message, ...], params: Mapping[str, Any], sample: int,
-              stop: tuple[str, ...] = (), max_tokens: int | None = None) -> str:
+              stop: tuple[str, ...] = (), max_tokens: int | None = None, name: str = "") -> str:
     key: dict[str, Any] = {"model": model, "messages": [[m.role, m.content] for m in messages],
                            "params": dict(params), "sample": sample}
     if stop:  # absent when empty, so that the keys of runs made before stop existed still match
         key["stop"] = list(stop)
     if max_tokens is not None:  # likewise
         key["max_tokens"] = max_tokens
+    if name:  # likewise: absent for a single unnamed model
+        key["name"] = name
     canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class CachedBackend:
-    """A backend with the run store in front of it."""
+    """A backend with the run store in front of it. ``name``: the model's configured name
+    (llm.models), part of the key, so that two models with the same model id (two servers
+    of one model, say) never share answers; "" for a single unnamed model, whose keys are
+    those of runs made before several models existed."""
 
-    def __init__(self, backend: Backend, store: Any, llm: Mapping[str, Any]):
+    def __init__(self, backend: Backend, store: Any, llm: Mapping[str, Any], name: str = ""):
         self.backend = backend
         self.model = backend.model
+        self.name = name
         self.store = store
         self.params = {k: llm[k] for k in _ANSWER_PARAMS if llm.get(k) is not None}
 
     def complete(self, request: Request) -> Response:
         key = cache_key(self.model, request.messages, self.params, request.sample, request.stop,
-                        request.max_tokens)
+                        request.max_tokens, self.name)
         row = self.store.cached_response(key)
         if row is not None and not row["error"]:
             return Response(
@@ -108,5 +126,5 @@ class CachedBackend:
         request_json = json.dumps(
             {"operator": request.operator, "messages": [[m.role, m.content] for m in request.messages]}
         )
-        self.store.cache_response(key, request.sample, request_json, response)
+        self.store.cache_response(key, request.sample, request_json, response, self.name)
         return response

@@ -6,7 +6,8 @@ file, waits until it answers, and sends every request through litellm exactly as
 when the run ends (normally, on Ctrl-C or SIGTERM, or on a crash), and the kernel kills it
 if evo itself is SIGKILLed (evo/llm/die_with_parent.py). It is killed, not asked to stop:
 llama_cpp.server ignores SIGTERM in the middle of a generation, and holds nothing worth
-saving. Its log goes to ``llm-server.log`` in the run folder.
+saving. Its log goes to ``llm-server.log`` in the run folder (``llm-server-NAME.log`` for the
+model named NAME in ``llm.models``: each model of a run has its own server).
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def installed_model(cfg: Mapping[str, Any]) -> tuple[str, Path]:
 class LlamaCppBackend:
     """The ``Backend`` for ``llm=llamacpp``; ``close()`` stops its server."""
 
-    def __init__(self, cfg: Mapping[str, Any] | Any, log_dir: Path) -> None:
+    def __init__(self, cfg: Mapping[str, Any] | Any, log_dir: Path, name: str = "") -> None:
         c = plain(cfg)
         unknown = sorted(set(c) - KEYS)
         if unknown:
@@ -153,7 +154,8 @@ class LlamaCppBackend:
             raise UserError(f"llm.threads must be at least 1 (got {threads})")
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         spec = ServerSpec(gguf, alias, threads, int(c.get("context_tokens", 4096)))
-        self.server = ManagedServer(spec, Path(log_dir) / LOG_NAME, float(c.get("startup_timeout_s", 120)))
+        log_name = f"llm-server-{name}.log" if name else LOG_NAME
+        self.server = ManagedServer(spec, Path(log_dir) / log_name, float(c.get("startup_timeout_s", 120)))
         client_cfg = {k: c[k] for k in ("temperature", "top_p", "max_tokens", "timeout_s", "max_retries", "retry_backoff_s",
                                         "concurrency") if k in c}
         try:

@@ -5,6 +5,12 @@ table once, at start. A request is matched by its ``sample`` (the candidate's in
 and a digest of its messages, so the model name and parameters do not matter. When the
 replayed run asks something the source run never asked (the runs diverged), the answer
 is ``Response(error="replay: no recorded answer for sample N")``.
+
+A run of several models (``llm.models``) is replayed with the same model names and
+weights (which shape the bandit's choices): a new run without ``llm.models`` takes the
+source's (``source_models``, evo.app). Each model replays the answers recorded under its
+name, so that two models asked the same question (a shared reflection) keep their own
+answers.
 """
 from __future__ import annotations
 
@@ -50,22 +56,16 @@ def _recorded_messages(request_json: str) -> list | None:
 class ReplayBackend:
     """The ``Backend`` for ``llm=replay`` (``backend: replay``)."""
 
-    def __init__(self, cfg: Mapping[str, Any] | Any) -> None:
+    def __init__(self, cfg: Mapping[str, Any] | Any, name: str = "") -> None:
         from evo.llm.litellm_backend import plain
 
         c = plain(cfg)
         unknown = sorted(set(c) - KEYS)
         if unknown:
             raise UserError(f"llm: unknown key(s) {', '.join(unknown)} for the replay backend")
-        source = c.get("source")
-        if not source or source == "???":
-            raise UserError("llm.source is missing: evo run llm=replay llm.source=RUN_DIR")
-        path = Path(str(source)).expanduser()
-        if path.is_dir():
-            path = path / "run.sqlite"
-        if not path.is_file():
-            raise UserError(f"llm.source: no run database at {path}")
+        path = source_store(c.get("source"))
         self.source = path
+        self.name = name
         self._answers: dict[tuple[int, str], Response] = {}
         self._samples: set[int] = set()
         models = self._load(path)
@@ -83,15 +83,23 @@ class ReplayBackend:
         try:
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(llm_cache)")}
+                named = "model_name" if "model_name" in columns else "''"  # a store of schema 1
                 rows = db.execute(
-                    "SELECT sample, model, request_json, text, prompt_tokens, completion_tokens,"
-                    " cost_usd, latency_s, error FROM llm_cache ORDER BY created, rowid").fetchall()
+                    f"SELECT sample, model, request_json, text, prompt_tokens, completion_tokens,"
+                    f" cost_usd, latency_s, error, {named} FROM llm_cache ORDER BY created, rowid").fetchall()
+                config = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
             finally:
                 db.close()
         except sqlite3.Error as exc:
             raise UserError(f"llm.source: cannot read the LLM cache in {path}: {exc}") from None
+        configured = _model_names(config[0] if config else None) or {row[-1]: 1.0 for row in rows}
+        if configured and self.name not in configured:
+            raise UserError(_names_mismatch(path, self.name, configured))
         models: dict[str, int] = {}
-        for sample, model, request_json, text, p_tok, c_tok, cost, latency, error in rows:
+        for sample, model, request_json, text, p_tok, c_tok, cost, latency, error, name in rows:
+            if name != self.name:
+                continue
             messages = _recorded_messages(request_json)
             if sample is None or messages is None:
                 continue
@@ -117,3 +125,61 @@ class ReplayBackend:
         why = " (it was recorded with a different prompt)" if request.sample in self._samples else ""
         return Response(text="", model=self.model,
                         error=f"replay: no recorded answer for sample {request.sample}{why}")
+
+
+def source_store(source: Any) -> Path:
+    """The run database that ``llm.source`` names (a run folder or its run.sqlite)."""
+    if not source or source == "???":
+        raise UserError("llm.source is missing: evo run llm=replay llm.source=RUN_DIR")
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        path = path / "run.sqlite"
+    if not path.is_file():
+        raise UserError(f"llm.source: no run database at {path}")
+    return path
+
+
+def source_models(source: Any) -> list[dict[str, Any]] | None:
+    """The models a source run was made with, as ``llm.models`` entries ({name, weight}),
+    or None when it had a single unnamed model (or keeps no config)."""
+    path = source_store(source)
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            config = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"llm.source: cannot read the run database {path}: {exc}") from None
+    models = _model_names(config[0] if config else None)
+    if not [name for name in models if name]:
+        return None
+    return [{"name": name, "weight": weight} for name, weight in models.items()]
+
+
+def _model_names(config_yaml: str | None) -> dict[str, float]:
+    """The models of a run's stored config, name -> weight: {"": 1} for a single unnamed
+    model, {} if unknown."""
+    if not config_yaml:
+        return {}
+    from omegaconf import OmegaConf
+
+    try:
+        models = OmegaConf.select(OmegaConf.create(config_yaml), "llm.models", default=None)
+        if models is None:
+            return {"": 1.0}
+        return {str(m.get("name")): float(m.get("weight", 1.0)) for m in models}
+    except Exception:  # noqa: BLE001 - an unreadable config: judge by the cache alone
+        return {}
+
+
+def _names_mismatch(path: Path, name: str, models: dict[str, float]) -> str:
+    named = [n for n in models if n]
+    if not name:
+        listed = ", ".join(f"{{name: {n}}}" if models[n] == 1 else f"{{name: {n}, weight: {models[n]:g}}}"
+                           for n in named)
+        return (f"llm.source: {path} was made with several models ({', '.join(named)}); "
+                f"replay it with the same models and weights: llm.models=[{listed}]")
+    if not named:
+        return f"llm.source: {path} was made with one unnamed model; replay it without llm.models"
+    return f"llm.source: {path} has no answers from a model named {name!r} (its models: {', '.join(named)})"

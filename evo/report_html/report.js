@@ -310,8 +310,8 @@
     for (const a of arms) { pulls[a] = 0; sums[a] = 0; pullSeries[a] = []; meanSeries[a] = []; }
     const xs = c.id.map((i) => i + 1);
     for (let k = 0; k < c.id.length; k++) {
-      const op = c.operator[k];
-      if (op in pulls) { pulls[op] += 1; sums[op] += c.reward[k]; }
+      const arm = c.arm[k];
+      if (arm in pulls) { pulls[arm] += 1; sums[arm] += c.reward[k]; }
       for (const a of arms) {
         pullSeries[a].push(pulls[a]);
         meanSeries[a].push(pulls[a] ? sums[a] / pulls[a] : null);
@@ -322,9 +322,9 @@
     lineChart("chart-reward", arms.map((a, k) => ({name: a, color: color(k), xs, ys: meanSeries[a]})), {});
     const b = data.summary.bandit;
     document.getElementById("bandit-table").append(
-      table(["operator", "pulls", "mean reward", "probability"],
+      table(["arm", "pulls", "mean reward", "probability"],
         arms.map((a) => [a, b.arms[a].pulls, fmt(b.arms[a].mean_reward, 3), fmt(b.arms[a].probability, 3)])),
-      el("p", {class: "muted", text: "policy: " + b.policy + ". The chart shows each operator's plain mean reward;" +
+      el("p", {class: "muted", text: "policy: " + b.policy + ". The chart shows each arm's plain mean reward;" +
         " the table shows the bandit's own estimate, which a discounting policy may weigh differently."}));
   }
   function llm() {
@@ -336,8 +336,15 @@
     const s = data.summary.llm;
     const rows = [["calls", s.calls], ["prompt tokens", fmt(s.prompt_tokens)], ["completion tokens", fmt(s.completion_tokens)],
       ["cost (USD)", fmt(s.cost_usd, 4)], ["time in calls (s)", fmt(s.seconds, 1)], ["failed candidates", s.failed_candidates]];
-    for (const [model, m] of Object.entries(s.models)) rows.push(["model " + model, m.candidates + " candidates, $" + fmt(m.cost_usd, 4)]);
     document.getElementById("llm-table").append(table(["", "value"], rows));
+    const pct = (x) => (x === null ? "—" : (100 * x).toFixed(0) + "%");
+    document.getElementById("models-table").append(
+      table(["model", "candidates", "requests", "tokens", "cost (USD)", "time (s)", "valid", "improvements", "best"],
+        Object.entries(s.models).map(([name, m]) => [name, m.candidates, m.requests,
+          fmt(m.prompt_tokens + m.completion_tokens), fmt(m.cost_usd, 4), fmt(m.seconds, 1), pct(m.valid_share),
+          m.improvements, m.best_id === null ? "—" : fmt(m.best_score, 4) + " (#" + m.best_id + ")"])),
+      el("p", {class: "muted", text: "Requests, tokens, cost and time count every answer paid for, reflections" +
+        " included; valid, improvements (entries into the archive) and best count the model's candidates."}));
   }
   function dedupAndStatus() {
     const counts = data.summary.counts.by_status;
