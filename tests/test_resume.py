@@ -133,8 +133,10 @@ def stop_and_resume(run_dir: Path, stops: list[tuple[int, ...]], seed: int) -> l
         codes.append(code)
         text = job.text()
         assert not evo_traceback(text), text
-        if code == 0:
-            break  # the run ended before the stop arrived: nothing left to interrupt
+        if code == 0 or meta_state(run_dir)[0] == "finished":
+            # The run ended before the stop arrived, or while it printed its summary (its
+            # state already finished, its signal handlers gone): nothing left to interrupt.
+            break
         if burst == (signal.SIGKILL,):
             assert code == -signal.SIGKILL, text
         else:
