@@ -42,7 +42,7 @@ from sandbox import Sandbox  # noqa: E402
 OUTCOMES = ("repaired", "still failing", "unchanged", "unparseable", "llm failed")
 
 
-def failures(runs: list[Path], limit: int, evaluator: Evaluator, problem) -> list[Parent]:
+def failures(runs: list[Path], limit: int, evaluator: Evaluator, train) -> list[Parent]:
     """Distinct failed candidates (by code) with the errors they give today, in run and id order."""
     seen: set[str] = set()
     found: list[Parent] = []
@@ -55,13 +55,13 @@ def failures(runs: list[Path], limit: int, evaluator: Evaluator, problem) -> lis
             if code in seen or len(found) >= limit:
                 continue
             seen.add(code)
-            result = evaluator.evaluate(code, problem.train_set())
+            result = evaluator.evaluate(code, train)
             if not result.ok:
                 found.append(Parent(cid, thought, code, None, result.error))
     return found
 
 
-def repair(backend: LlamaCppBackend, evaluator: Evaluator, problem, failed: Parent, sample: int) -> str:
+def repair(backend: LlamaCppBackend, evaluator: Evaluator, problem, train, failed: Parent, sample: int) -> str:
     """Ask for one repair and say how it went (one of OUTCOMES)."""
     messages = render(OPERATORS["fix"], problem.description, problem.signature, problem.score_name, [failed])
     response = backend.complete(Request(messages, "fix", (failed.code,), sample, stop=ANSWER_STOP))
@@ -73,7 +73,7 @@ def repair(backend: LlamaCppBackend, evaluator: Evaluator, problem, failed: Pare
         return "unparseable"
     if syntactic_hash(parsed.code, problem.entry) == syntactic_hash(failed.code, problem.entry):
         return "unchanged"
-    return "repaired" if evaluator.evaluate(parsed.code, problem.train_set()).ok else "still failing"
+    return "repaired" if evaluator.evaluate(parsed.code, train).ok else "still failing"
 
 
 def main() -> int:
@@ -87,11 +87,13 @@ def main() -> int:
         parser.error("no runs: run bench/bench_llm_local.py first, or name them with --runs")
     cfg = snapshot_config(runs[0])
     problem = load_problem(cfg)
+    train = problem.train_set()  # loaded once: every failure and every answer is evaluated on it
     llm = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "llm" / "llamacpp.yaml"))
+    llm.pop("models")  # the group's list of named models, not a key of one model's config
     rows = []
     with Sandbox(read_settings(cfg).limits, 1, preload=("numpy", problem.harness)) as sandbox:
         evaluator = Evaluator(problem, sandbox, 0, 0)
-        given = failures(runs, ns.failures, evaluator, problem)
+        given = failures(runs, ns.failures, evaluator, train)
         kinds = Counter(p.error.splitlines()[-1].split(":")[0] for p in given)
         print(f"# {len(given)} distinct failures from {', '.join(p.name for p in runs)}: {dict(kinds)}")
         for name in ns.models:
@@ -99,7 +101,7 @@ def main() -> int:
             backend = LlamaCppBackend({**llm, "model": model}, Path("/tmp") / f"bench-llm-fix-{model}")
             started = time.monotonic()
             try:
-                outcomes = Counter(repair(backend, evaluator, problem, failed, 10_000 + k)
+                outcomes = Counter(repair(backend, evaluator, problem, train, failed, 10_000 + k)
                                    for k, failed in enumerate(given))
             finally:
                 backend.close()
