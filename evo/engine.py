@@ -113,8 +113,7 @@ class Engine:
             return _Flight(self, gates, slots, evaluations).run()
         except BaseException:
             # A failure (a full disk, say) ends the run: what is queued never starts, so no
-            # request is paid for whose answer may not be kept.
-            gates.close()
+            # request is paid for whose answer may not be kept. (The gates close below.)
             for pool in (slots, evaluations):
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
